@@ -1,0 +1,211 @@
+import path from "node:path";
+import type { ContextSource } from "../context/collect.js";
+import type { Image, ImageStep, PipInstallOptions, UvPipInstallOptions } from "../image/image.js";
+import { defaultEscape, jsonArray, quoteWord, runShell, shellQuote } from "./quote.js";
+
+/** Bumped whenever the same definition would generate different Dockerfile text. */
+export const generatorVersion = 1;
+
+/** Everything this tool adds to a build context lives under this directory. */
+export const contextDir = ".modal-image";
+export const dockerfilePath = `${contextDir}/Dockerfile`;
+
+/** The uv release whose image `uvPipInstall` copies the binary from, unless a step names one. */
+export const defaultUvVersion = "0.9.5";
+const uvPath = "/.uv/uv";
+
+export interface GenerateInput {
+  image: Image;
+  /** The pinned reference a `fromName` base resolved to. */
+  baseReference?: string;
+  /** The text of the Dockerfile a `fromDockerfile` base names. */
+  baseDockerfileText?: string;
+  /** Turns a local path from the definition into an absolute one. */
+  resolveLocalPath: (localPath: string) => string;
+}
+
+export interface GeneratedDockerfile {
+  /** Dockerfile text with LF line ends and a final newline. */
+  text: string;
+  /** Local files and directories the build context must hold, each under its own prefix. */
+  sources: ContextSource[];
+}
+
+/** Reads parser directives (`# escape=`, `# syntax=`) from the top of a Dockerfile. */
+export function readParserDirectives(text: string): Map<string, string> {
+  const directives = new Map<string, string>();
+  for (const line of text.split(/\r?\n/)) {
+    const match = /^\s*#\s*([A-Za-z][A-Za-z0-9]*)\s*=\s*(.*?)\s*$/.exec(line);
+    if (!match?.[1]) break;
+    directives.set(match[1].toLowerCase(), match[2] ?? "");
+  }
+  return directives;
+}
+
+function fromLine(input: GenerateInput): string {
+  const base = input.image.base;
+  switch (base.kind) {
+    case "debianSlim":
+      return `FROM python:${base.pythonVersion}-slim-bookworm`;
+    case "fromRegistry":
+      return `FROM ${base.reference}`;
+    case "fromName":
+      if (!input.baseReference) throw new Error(`fromName("${base.name}") was not resolved`);
+      return `FROM ${input.baseReference}`;
+    case "fromScratch":
+      return "FROM scratch";
+    case "fromDockerfile": {
+      if (input.baseDockerfileText === undefined) throw new Error("fromDockerfile text missing");
+      return input.baseDockerfileText.replace(/\r\n/g, "\n").replace(/\n+$/, "");
+    }
+  }
+}
+
+function pipFlags(options: PipInstallOptions): string[] {
+  const flags: string[] = [];
+  const list = (value: string | readonly string[] | undefined) =>
+    value === undefined ? [] : typeof value === "string" ? [value] : value;
+  if (options.indexUrl) flags.push("--index-url", shellQuote(options.indexUrl));
+  for (const url of list(options.extraIndexUrl)) flags.push("--extra-index-url", shellQuote(url));
+  for (const link of list(options.findLinks)) flags.push("--find-links", shellQuote(link));
+  if (options.pre) flags.push("--pre");
+  return flags;
+}
+
+function sortedQuoted(packages: readonly string[]): string {
+  return [...packages].sort().map(shellQuote).join(" ");
+}
+
+interface StepContext {
+  index: number;
+  escape: string;
+  sources: ContextSource[];
+  resolveLocalPath: (localPath: string) => string;
+}
+
+function addSource(
+  context: StepContext,
+  localPath: string,
+  kind: ContextSource["kind"],
+  ignore?: ContextSource["ignore"],
+): string {
+  const prefix = `${contextDir}/ctx/${context.index}`;
+  const source: ContextSource = { prefix, localPath: context.resolveLocalPath(localPath), kind };
+  if (ignore !== undefined) source.ignore = ignore;
+  context.sources.push(source);
+  return kind === "file" ? `${prefix}/file` : `${prefix}/`;
+}
+
+function copyLine(source: string, destination: string, escape: string): string {
+  return `COPY ${jsonArray([quoteWord(source, escape), quoteWord(destination, escape)])}`;
+}
+
+function uvLines(step: { packages: readonly string[]; options: UvPipInstallOptions }): string[] {
+  const version = step.options.uvVersion ?? defaultUvVersion;
+  const install = [
+    uvPath,
+    "pip install",
+    '--python "$(command -v python)"',
+    "--compile-bytecode",
+    ...pipFlags(step.options),
+    sortedQuoted(step.packages),
+  ];
+  return [`COPY --from=ghcr.io/astral-sh/uv:${version} /uv ${uvPath}`, runShell(install.join(" "))];
+}
+
+function stepLines(step: ImageStep, context: StepContext): string[] {
+  const { escape } = context;
+  switch (step.kind) {
+    case "aptInstall": {
+      const packages = step.packages.map(shellQuote).join(" ");
+      return [
+        runShell(
+          `apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y ${packages} && rm -rf /var/lib/apt/lists/*`,
+        ),
+      ];
+    }
+    case "pipInstall": {
+      const flags = ["--no-cache-dir", ...pipFlags(step.options)];
+      return [runShell(`python -m pip install ${flags.join(" ")} ${sortedQuoted(step.packages)}`)];
+    }
+    case "uvPipInstall":
+      return uvLines(step);
+    case "pipInstallFromRequirements": {
+      const remote = `/.modal-image/requirements-${context.index}.txt`;
+      const source = addSource(context, step.localPath, "file");
+      const flags = ["--no-cache-dir", ...pipFlags(step.options)];
+      return [
+        copyLine(source, remote, escape),
+        runShell(`python -m pip install ${flags.join(" ")} -r ${shellQuote(remote)}`),
+      ];
+    }
+    case "runCommands":
+      return step.commands.map(runShell);
+    case "dockerfileCommands":
+      return step.commands.map((command) => command.replace(/\r\n/g, "\n").replace(/\n+$/, ""));
+    case "env":
+      if (Object.keys(step.vars).length === 0) return [];
+      return [
+        `ENV ${Object.entries(step.vars)
+          .map(([key, value]) => `${key}=${value === "" ? '""' : quoteWord(value, escape)}`)
+          .join(" ")}`,
+      ];
+    case "workdir":
+      return [`WORKDIR ${quoteWord(step.path, escape)}`];
+    case "entrypoint":
+      return [`ENTRYPOINT ${jsonArray(step.args)}`];
+    case "cmd":
+      return [`CMD ${jsonArray(step.args)}`];
+    case "addLocalFile": {
+      const source = addSource(context, step.localPath, "file");
+      const remote = step.remotePath.endsWith("/")
+        ? step.remotePath + path.basename(step.localPath)
+        : step.remotePath;
+      return [copyLine(source, remote, escape)];
+    }
+    case "addLocalDir": {
+      const source = addSource(context, step.localPath, "dir", step.options.ignore);
+      return [copyLine(source, step.remotePath, escape)];
+    }
+  }
+}
+
+/**
+ * Generates the Dockerfile for a validated image definition. The same definition always gives
+ * the same text. A `# syntax=` directive appears only where the definition's own Dockerfile
+ * text has one.
+ */
+export function generateDockerfile(input: GenerateInput): GeneratedDockerfile {
+  const from = fromLine(input);
+  const directives = readParserDirectives(from);
+  const context: StepContext = {
+    index: 0,
+    escape: directives.get("escape") ?? defaultEscape,
+    sources: [],
+    resolveLocalPath: input.resolveLocalPath,
+  };
+  const lines = [from];
+  input.image.steps.forEach((step, index) => {
+    context.index = index;
+    lines.push(...stepLines(step, context));
+  });
+  return { text: hoistSyntaxDirective(lines).join("\n") + "\n", sources: context.sources };
+}
+
+/** Moves a `# syntax=` line from raw Dockerfile commands to the top, where the parser reads it. */
+function hoistSyntaxDirective(lines: string[]): string[] {
+  if (readParserDirectives(lines[0] ?? "").has("syntax")) return lines;
+  for (let index = 1; index < lines.length; index++) {
+    const [first, ...rest] = (lines[index] ?? "").split("\n");
+    const directive = /^\s*#\s*syntax\s*=\s*\S+/i.exec(first ?? "");
+    if (directive) {
+      const remaining = [
+        ...lines.slice(0, index),
+        ...(rest.length ? [rest.join("\n")] : []),
+        ...lines.slice(index + 1),
+      ];
+      return [first!.trim(), ...remaining];
+    }
+  }
+  return lines;
+}

@@ -1,0 +1,236 @@
+import { isValidName, isValidTag, nameGrammar, parseImageReference, tagGrammar } from "../names.js";
+import type { Image, ImageBase, ImageStep, PipInstallOptions } from "./image.js";
+
+/** One invalid value, with where it is in the definition (`aptInstall[2]`). */
+export interface Problem {
+  path: string;
+  message: string;
+}
+
+// Debian Policy 5.6.1 (package names) and 5.6.12 (versions), with apt's `:arch`, `=version`
+// and `/release` suffixes.
+const aptPackageRe =
+  /^[a-z0-9][a-z0-9+.-]+(?::[a-z0-9-]+)?(?:=(?:[0-9]+:)?[0-9][A-Za-z0-9.+~-]*|\/[a-z0-9][a-z0-9.-]*)?$/;
+// A PEP 508 requirement starts with a distribution name. The rest is shell-quoted, so only
+// characters that cannot be encoded are rejected here.
+const pipRequirementRe = /^[A-Za-z0-9][^\p{Cc}]*$/u;
+const pythonVersionRe = /^3\.(?:9|1[0-4])(?:\.[0-9]{1,2})?$/;
+const envKeyRe = /^[A-Za-z_][A-Za-z0-9_]*$/;
+/** Whether a value has a control character other than tab; a Dockerfile line cannot carry them. */
+function hasControlCharacter(value: string): boolean {
+  return /\p{Cc}/u.test(value.replaceAll("\t", ""));
+}
+
+export const supportedPythonVersions = "3.9 to 3.14, optionally with a patch number (3.12.7)";
+
+function describe(value: unknown): string {
+  if (typeof value === "string") {
+    return JSON.stringify(value.length > 80 ? `${value.slice(0, 80)}...` : value);
+  }
+  return value === undefined ? "undefined" : typeof value;
+}
+
+/** Checks a string that must reach the image byte for byte; returns the problem, if any. */
+function textProblem(value: unknown, options: { allowNewlines: boolean }): string | undefined {
+  if (typeof value !== "string") return `expected a string, got ${describe(value)}`;
+  if (value.length === 0) return "must not be empty";
+  if (!value.isWellFormed()) return `${describe(value)} contains a lone UTF-16 surrogate`;
+  if (value.includes("\u0000")) return `${describe(value)} contains a NUL byte`;
+  if (!options.allowNewlines && hasControlCharacter(value)) {
+    return `${describe(value)} contains a newline or control character, which a Dockerfile line cannot encode`;
+  }
+  return undefined;
+}
+
+class ProblemList {
+  readonly items: Problem[] = [];
+
+  add(path: string, message: string): void {
+    this.items.push({ path, message });
+  }
+
+  text(path: string, value: unknown, allowNewlines = false): void {
+    const problem = textProblem(value, { allowNewlines });
+    if (problem) this.add(path, problem);
+  }
+}
+
+function checkBase(base: ImageBase, problems: ProblemList): void {
+  switch (base.kind) {
+    case "debianSlim":
+      if (typeof base.pythonVersion !== "string" || !pythonVersionRe.test(base.pythonVersion)) {
+        problems.add(
+          "debianSlim.pythonVersion",
+          `unsupported Python version ${describe(base.pythonVersion)}; use ${supportedPythonVersions}`,
+        );
+      }
+      return;
+    case "fromRegistry":
+      if (typeof base.reference !== "string" || !parseImageReference(base.reference)) {
+        problems.add(
+          "fromRegistry",
+          `invalid image reference ${describe(base.reference)}; use [HOST[:PORT]/]NAME[:TAG][@sha256:DIGEST], for example "debian:bookworm-slim"`,
+        );
+      }
+      return;
+    case "fromDockerfile":
+      problems.text("fromDockerfile", base.path);
+      if (base.contextDir !== undefined)
+        problems.text("fromDockerfile.contextDir", base.contextDir);
+      return;
+    case "fromName": {
+      const ref = typeof base.name === "string" ? splitName(base.name) : undefined;
+      if (!ref || !isValidName(ref.name) || !isValidTag(ref.tag)) {
+        problems.add(
+          "fromName",
+          `invalid name ${describe(base.name)}; a name is ${nameGrammar}, with an optional :TAG matching ${tagGrammar}`,
+        );
+      }
+      return;
+    }
+    case "fromScratch":
+      return;
+  }
+}
+
+function splitName(input: string): { name: string; tag: string } {
+  const colon = input.lastIndexOf(":");
+  if (colon <= input.lastIndexOf("/")) return { name: input, tag: "latest" };
+  return { name: input.slice(0, colon), tag: input.slice(colon + 1) };
+}
+
+function checkList(
+  path: string,
+  values: readonly unknown[],
+  problems: ProblemList,
+  checkOne: (itemPath: string, value: unknown) => void,
+): void {
+  if (values.length === 0) problems.add(path, "needs at least one value");
+  values.forEach((value, index) => checkOne(`${path}[${index}]`, value));
+}
+
+function checkPipOptions(path: string, options: PipInstallOptions, problems: ProblemList): void {
+  if (options.indexUrl !== undefined) problems.text(`${path}.indexUrl`, options.indexUrl);
+  for (const key of ["extraIndexUrl", "findLinks"] as const) {
+    const value = options[key];
+    if (value === undefined) continue;
+    const list = typeof value === "string" ? [value] : value;
+    list.forEach((item, index) => problems.text(`${path}.${key}[${index}]`, item));
+  }
+  if (options.pre !== undefined && typeof options.pre !== "boolean") {
+    problems.add(`${path}.pre`, `expected true or false, got ${describe(options.pre)}`);
+  }
+}
+
+function checkRemotePath(path: string, value: unknown, problems: ProblemList): void {
+  const problem = textProblem(value, { allowNewlines: false });
+  if (problem) problems.add(path, problem);
+  else if (!(value as string).startsWith("/")) {
+    problems.add(path, `remote path ${describe(value)} must be absolute, for example "/app"`);
+  }
+}
+
+function checkStep(step: ImageStep, path: string, problems: ProblemList): void {
+  switch (step.kind) {
+    case "aptInstall":
+      return checkList(path, step.packages, problems, (itemPath, value) => {
+        if (typeof value !== "string" || !aptPackageRe.test(value)) {
+          problems.add(
+            itemPath,
+            `invalid Debian package name ${describe(value)}; use NAME[:ARCH][=VERSION|/RELEASE] with a lowercase name such as "python3-numpy"`,
+          );
+        }
+      });
+    case "pipInstall":
+    case "uvPipInstall":
+      checkList(path, step.packages, problems, (itemPath, value) => {
+        const problem = textProblem(value, { allowNewlines: false });
+        if (problem) problems.add(itemPath, problem);
+        else if (!pipRequirementRe.test(value as string)) {
+          problems.add(
+            itemPath,
+            `invalid Python requirement ${describe(value)}; start with the distribution name, as in "pandas>=2" or "pkg @ https://host/pkg.whl"`,
+          );
+        }
+      });
+      checkPipOptions(`${path}.options`, step.options, problems);
+      if (step.kind === "uvPipInstall" && step.options.uvVersion !== undefined) {
+        if (!isValidTag(step.options.uvVersion)) {
+          problems.add(
+            `${path}.options.uvVersion`,
+            `invalid image tag ${describe(step.options.uvVersion)}`,
+          );
+        }
+      }
+      return;
+    case "pipInstallFromRequirements":
+      problems.text(path, step.localPath);
+      return checkPipOptions(`${path}.options`, step.options, problems);
+    case "runCommands":
+    case "dockerfileCommands":
+      return checkList(path, step.commands, problems, (itemPath, value) =>
+        problems.text(itemPath, value, true),
+      );
+    case "env":
+      if (typeof step.vars !== "object" || step.vars === null) {
+        return problems.add(path, `expected an object of strings, got ${describe(step.vars)}`);
+      }
+      for (const [key, value] of Object.entries(step.vars)) {
+        if (!envKeyRe.test(key)) {
+          problems.add(
+            `${path}.${key}`,
+            `invalid variable name ${describe(key)}; use [A-Za-z_][A-Za-z0-9_]*`,
+          );
+        }
+        if (typeof value !== "string")
+          problems.add(`${path}.${key}`, `expected a string, got ${describe(value)}`);
+        else if (value !== "") problems.text(`${path}.${key}`, value);
+      }
+      return;
+    case "workdir":
+      return problems.text(path, step.path);
+    case "entrypoint":
+    case "cmd":
+      if (!Array.isArray(step.args)) {
+        return problems.add(path, `expected an array of strings, got ${describe(step.args)}`);
+      }
+      step.args.forEach((arg, index) => {
+        const problem = textProblem(arg, { allowNewlines: true });
+        // An empty argument is a legal exec-form argument.
+        if (problem && arg !== "") problems.add(`${path}[${index}]`, problem);
+      });
+      return;
+    case "addLocalFile":
+    case "addLocalDir":
+      problems.text(`${path}.localPath`, step.localPath);
+      checkRemotePath(`${path}.remotePath`, step.remotePath, problems);
+      if (step.kind === "addLocalDir") checkIgnore(`${path}.ignore`, step.options.ignore, problems);
+      return;
+  }
+}
+
+function checkIgnore(path: string, ignore: unknown, problems: ProblemList): void {
+  if (ignore === undefined || typeof ignore === "function") return;
+  if (!Array.isArray(ignore)) {
+    return problems.add(
+      path,
+      `expected an array of patterns or a function, got ${describe(ignore)}`,
+    );
+  }
+  ignore.forEach((pattern, index) => problems.text(`${path}[${index}]`, pattern));
+}
+
+/** Returns every problem in an image definition; an empty list means it can be built. */
+export function validateImage(image: Image): Problem[] {
+  const problems = new ProblemList();
+  checkBase(image.base, problems);
+  const counts = new Map<string, number>();
+  for (const step of image.steps) {
+    const seen = counts.get(step.kind) ?? 0;
+    counts.set(step.kind, seen + 1);
+    // A method used more than once gets its call number, so each path points at one call.
+    const path = seen === 0 ? step.kind : `${step.kind}#${seen + 1}`;
+    checkStep(step, path, problems);
+  }
+  return problems.items;
+}
