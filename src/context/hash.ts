@@ -1,0 +1,45 @@
+import { createHash, type Hash } from "node:crypto";
+import type { ContextEntry } from "./collect.js";
+import { readEntryContent } from "./read-entry.js";
+
+// Names the framing below. Change it whenever the framing changes, so old hashes never match.
+const FORMAT = "modal-image build context v1";
+
+/**
+ * Hashes the context as `sha256:<hex>` over, for each entry in order: archive path, type,
+ * permission bits, link target and file content (streamed). Each field is length-prefixed, so
+ * no two different contexts frame to the same bytes. Mtime, inode and device are left out, so
+ * touching or copying files does not change the hash. Throws `OperationError` when a file
+ * changed since it was collected.
+ */
+export async function hashContext(entries: readonly ContextEntry[]): Promise<string> {
+  const hash = createHash("sha256");
+  writeField(hash, FORMAT);
+  writeLength(hash, entries.length);
+
+  for (const entry of entries) {
+    writeField(hash, entry.archivePath);
+    writeField(hash, entry.type);
+    writeLength(hash, entry.mode);
+    writeField(hash, entry.linkTarget ?? "");
+    if (entry.type === "file") {
+      // readEntryContent yields exactly `entry.size` bytes or throws.
+      writeLength(hash, entry.size);
+      for await (const chunk of readEntryContent(entry)) hash.update(chunk);
+    }
+  }
+  return `sha256:${hash.digest("hex")}`;
+}
+
+function writeField(hash: Hash, text: string): void {
+  const bytes = Buffer.from(text, "utf8");
+  writeLength(hash, bytes.byteLength);
+  hash.update(bytes);
+}
+
+/** Writes a non-negative integer as 8 bytes, big-endian. */
+function writeLength(hash: Hash, value: number): void {
+  const bytes = Buffer.alloc(8);
+  bytes.writeBigUInt64BE(BigInt(value));
+  hash.update(bytes);
+}

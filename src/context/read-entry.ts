@@ -1,0 +1,64 @@
+import { constants } from "node:fs";
+import { open } from "node:fs/promises";
+import { OperationError } from "../errors.js";
+import type { ContextEntry } from "./collect.js";
+import { describeError, hasCode } from "./entry.js";
+
+/**
+ * Streams the bytes of a file entry, exactly `entry.size` of them, in chunks of at most
+ * `highWaterMark` bytes. Throws `OperationError` naming the path when the file disappeared,
+ * became something else or changed size since it was collected, so that no caller writes a
+ * short or long body under a header that promised `entry.size` bytes.
+ */
+export async function* readEntryContent(
+  entry: ContextEntry,
+  highWaterMark = 64 * 1024,
+): AsyncGenerator<Buffer> {
+  // O_NOFOLLOW: a file replaced by a symlink since collection must not lead outside the source.
+  const handle = await open(entry.sourcePath, constants.O_RDONLY | constants.O_NOFOLLOW).catch(
+    (error: unknown) => {
+      throw changedFile(entry, describeOpenError(error));
+    },
+  );
+
+  try {
+    const stats = await handle.stat();
+    if (!stats.isFile()) throw changedFile(entry, "it is no longer a regular file");
+    if (stats.size !== entry.size) {
+      throw changedFile(entry, `its size changed from ${entry.size} to ${stats.size} bytes`);
+    }
+
+    // Reading one byte past the expected end detects a file that grows while it is read.
+    const stream = handle.createReadStream({
+      start: 0,
+      end: entry.size,
+      highWaterMark,
+      autoClose: false,
+    });
+    let total = 0;
+    for await (const chunk of stream as AsyncIterable<Buffer>) {
+      total += chunk.byteLength;
+      if (total > entry.size) throw changedFile(entry, "it grew while it was read");
+      yield chunk;
+    }
+    if (total < entry.size) throw changedFile(entry, "it shrank while it was read");
+  } finally {
+    await handle.close();
+  }
+}
+
+function changedFile(entry: ContextEntry, reason: string): OperationError {
+  return new OperationError(
+    `build context file changed after it was collected: ${entry.sourcePath}: ${reason}`,
+    {
+      hint: "Stop whatever writes to it during the build, or exclude it, then run the build again.",
+    },
+  );
+}
+
+function describeOpenError(error: unknown): string {
+  if (hasCode(error, "ENOENT")) return "it no longer exists";
+  // O_NOFOLLOW makes open fail with ELOOP on a symlink.
+  if (hasCode(error, "ELOOP")) return "it was replaced by a symbolic link";
+  return describeError(error);
+}

@@ -1,0 +1,149 @@
+import type { Dirent } from "node:fs";
+import { readdir } from "node:fs/promises";
+import { join } from "node:path";
+import { UsageError } from "../errors.js";
+import type { ContextEntry, ContextSource } from "./collect.js";
+import {
+  hasCode,
+  invalidUtf8Path,
+  isValidUtf8,
+  lstatIfExists,
+  toEntry,
+  unreadablePath,
+} from "./entry.js";
+import { IGNORE_FILE_NAME, parseIgnoreLines, readIgnoreFile } from "./ignore-file.js";
+import { InvalidPatternError, PatternMatcher } from "./pattern-matcher.js";
+
+interface Walk {
+  root: string;
+  prefix: string;
+  matcher: PatternMatcher;
+  isIgnored: (relativePath: string) => boolean;
+  entries: ContextEntry[];
+}
+
+/**
+ * Collects a directory the way `docker build` walks its context: symlinks are never followed,
+ * and an excluded directory is skipped unless an exception pattern starts with its path. Then it
+ * is walked for the re-included paths, but gets no entry of its own, as in Docker's tar.
+ * The first entry is the directory itself, at `source.prefix`.
+ */
+export async function collectDirectory(source: ContextSource): Promise<ContextEntry[]> {
+  const root = source.localPath;
+  const stats = await lstatIfExists(root);
+  if (stats === undefined) throw notFound(root);
+  if (stats.isSymbolicLink()) throw symlinkSource(root);
+  if (!stats.isDirectory()) {
+    throw new UsageError(`addLocalDir path is not a directory: ${root}`, {
+      hint: "Use addLocalFile for a single file.",
+    });
+  }
+
+  const walk: Walk = {
+    root,
+    prefix: source.prefix,
+    matcher: await loadMatcher(source),
+    isIgnored: typeof source.ignore === "function" ? source.ignore : () => false,
+    entries: [await toEntry(source.prefix, root, stats)],
+  };
+  await walkDirectory(walk, "", undefined);
+  return walk.entries;
+}
+
+export function notFound(path: string): UsageError {
+  return new UsageError(`local path not found: ${path}`, {
+    hint: "Check the path given to addLocalFile or addLocalDir.",
+  });
+}
+
+export function symlinkSource(path: string): UsageError {
+  return new UsageError(`local path is a symbolic link: ${path}`, {
+    hint:
+      "Name the file or directory that it points to. " +
+      "Links are not followed, so that nothing outside the named path is read.",
+  });
+}
+
+/**
+ * Builds the matcher from the directory's .dockerignore followed by the `ignore` patterns, so
+ * that the option's patterns win where both match (the last matching pattern decides).
+ */
+async function loadMatcher(source: ContextSource): Promise<PatternMatcher> {
+  const filePatterns = parseIgnoreLines((await readIgnoreFile(source.localPath)) ?? []);
+  const optionPatterns = parseIgnoreLines(optionLines(source));
+
+  compileOrReject(filePatterns, join(source.localPath, IGNORE_FILE_NAME));
+  compileOrReject(optionPatterns, `the ignore option of addLocalDir(${source.localPath})`);
+  return new PatternMatcher([...filePatterns, ...optionPatterns]);
+}
+
+function optionLines(source: ContextSource): readonly string[] {
+  if (source.ignore === undefined || typeof source.ignore === "function") return [];
+  for (const line of source.ignore) {
+    if (/[\r\n]/.test(line)) {
+      throw new UsageError(`ignore pattern contains a line break: ${JSON.stringify(line)}`, {
+        hint: "Give each pattern as its own array element.",
+      });
+    }
+  }
+  return source.ignore;
+}
+
+function compileOrReject(patterns: readonly string[], origin: string): void {
+  try {
+    new PatternMatcher(patterns);
+  } catch (error) {
+    if (!(error instanceof InvalidPatternError)) throw error;
+    throw new UsageError(`${error.message} in ${origin}`, {
+      hint:
+        "Fix or remove the pattern, which `docker build` rejects too. " +
+        "Patterns use Go's filepath.Match syntax plus `**`.",
+    });
+  }
+}
+
+async function walkDirectory(
+  walk: Walk,
+  relativeDir: string,
+  parent: readonly boolean[] | undefined,
+): Promise<void> {
+  const directory = relativeDir === "" ? walk.root : join(walk.root, relativeDir);
+  for (const dirent of await readDirectory(directory)) {
+    await visit(walk, relativeDir, dirent, parent);
+  }
+}
+
+async function visit(
+  walk: Walk,
+  relativeDir: string,
+  dirent: Dirent<Buffer>,
+  parent: readonly boolean[] | undefined,
+): Promise<void> {
+  const name = dirent.name.toString("utf8");
+  const relativePath = relativeDir === "" ? name : `${relativeDir}/${name}`;
+  if (walk.isIgnored(relativePath)) return;
+
+  const { excluded, patternMatches } = walk.matcher.match(relativePath, parent);
+  const reopened = dirent.isDirectory() && walk.matcher.mayReinclude(relativePath);
+  if (excluded && !reopened) return;
+
+  const sourcePath = join(walk.root, relativePath);
+  if (!isValidUtf8(dirent.name)) throw invalidUtf8Path(sourcePath);
+
+  // The entry may vanish between readdir and lstat. Docker skips it too.
+  const stats = await lstatIfExists(sourcePath);
+  if (stats === undefined) return;
+  if (!excluded) {
+    walk.entries.push(await toEntry(`${walk.prefix}/${relativePath}`, sourcePath, stats));
+  }
+  if (stats.isDirectory()) await walkDirectory(walk, relativePath, patternMatches);
+}
+
+async function readDirectory(directory: string): Promise<Dirent<Buffer>[]> {
+  try {
+    return await readdir(directory, { withFileTypes: true, encoding: "buffer" });
+  } catch (error) {
+    if (hasCode(error, "ENOENT")) return [];
+    throw unreadablePath(directory, error);
+  }
+}
