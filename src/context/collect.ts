@@ -5,7 +5,10 @@ import { collectDirectory, notFound, symlinkSource } from "./walk.js";
 
 /** A local file or directory that an image definition adds to the build context. */
 export interface ContextSource {
-  /** Directory inside the tar, such as `ctx/3`. Posix and relative, with no trailing slash. */
+  /**
+   * Directory inside the tar, such as `ctx/3`: posix and relative, with no trailing slash.
+   * A directory source may use `""`, the root of the tar, which may also hold other prefixes.
+   */
   prefix: string;
   /** Absolute local path of the file or directory that the user named. */
   localPath: string;
@@ -89,10 +92,13 @@ function checkSources(sources: readonly ContextSource[]): void {
     if (!isAbsolute(source.localPath)) {
       throw new Error(`context source path must be absolute: ${source.localPath}`);
     }
-    if (!isValidPrefix(source.prefix)) {
+    if (!isValidPrefix(source.prefix) || (source.prefix === "" && source.kind === "file")) {
       throw new Error(`invalid context prefix: ${JSON.stringify(source.prefix)}`);
     }
-    const overlap = prefixes.find((other) => overlaps(other, source.prefix));
+    // The root prefix "" may hold other prefixes; packContext still rejects a duplicate path.
+    const overlap = prefixes.find(
+      (other) => other !== "" && source.prefix !== "" && overlaps(other, source.prefix),
+    );
     if (overlap !== undefined) {
       throw new Error(`context prefixes overlap: ${overlap} and ${source.prefix}`);
     }
@@ -101,8 +107,8 @@ function checkSources(sources: readonly ContextSource[]): void {
 }
 
 function isValidPrefix(prefix: string): boolean {
+  if (prefix === "") return true;
   return (
-    prefix !== "" &&
     posix.normalize(prefix) === prefix &&
     !prefix.startsWith("/") &&
     !prefix.endsWith("/") &&

@@ -26,7 +26,8 @@ interface Walk {
  * Collects a directory the way `docker build` walks its context: symlinks are never followed,
  * and an excluded directory is skipped unless an exception pattern starts with its path. Then it
  * is walked for the re-included paths, but gets no entry of its own, as in Docker's tar.
- * The first entry is the directory itself, at `source.prefix`.
+ * The first entry is the directory itself, at `source.prefix`, except for the root prefix `""`,
+ * which the tar has no entry for.
  */
 export async function collectDirectory(source: ContextSource): Promise<ContextEntry[]> {
   const root = source.localPath;
@@ -44,7 +45,7 @@ export async function collectDirectory(source: ContextSource): Promise<ContextEn
     prefix: source.prefix,
     matcher: await loadMatcher(source),
     isIgnored: typeof source.ignore === "function" ? source.ignore : () => false,
-    entries: [await toEntry(source.prefix, root, stats)],
+    entries: source.prefix === "" ? [] : [await toEntry(source.prefix, root, stats)],
   };
   await walkDirectory(walk, "", undefined);
   return walk.entries;
@@ -134,7 +135,8 @@ async function visit(
   const stats = await lstatIfExists(sourcePath);
   if (stats === undefined) return;
   if (!excluded) {
-    walk.entries.push(await toEntry(`${walk.prefix}/${relativePath}`, sourcePath, stats));
+    const archivePath = walk.prefix === "" ? relativePath : `${walk.prefix}/${relativePath}`;
+    walk.entries.push(await toEntry(archivePath, sourcePath, stats));
   }
   if (stats.isDirectory()) await walkDirectory(walk, relativePath, patternMatches);
 }

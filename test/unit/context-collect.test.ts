@@ -373,7 +373,25 @@ describe("collectContext caller contract", () => {
     await expect(collectContext([dirSource("relative/dir")])).rejects.toThrow(/must be absolute/);
   });
 
-  test.each(["", "/ctx", "ctx/", "ctx/../x", "..", "ctx//0"])(
+  test("root prefix is rejected for a file", async () => {
+    await writeFile(join(root, "f"), "x");
+    await expect(collectContext([fileSource(join(root, "f"), "")])).rejects.toThrow(
+      /invalid context prefix/,
+    );
+  });
+
+  test("root prefix puts a directory at the top", async () => {
+    await mkdir(join(root, "dir", "sub"), { recursive: true });
+    await writeFile(join(root, "dir", "sub", "a.txt"), "a");
+    await writeFile(join(root, "f"), "x");
+    const entries = await collectContext([
+      dirSource(join(root, "dir"), { prefix: "" }),
+      fileSource(join(root, "f"), "ctx/0"),
+    ]);
+    expect(entries.map((entry) => entry.archivePath)).toEqual(["ctx/0/file", "sub", "sub/a.txt"]);
+  });
+
+  test.each(["/ctx", "ctx/", "ctx/../x", "..", "ctx//0"])(
     "prefix %j is rejected",
     async (prefix) => {
       await expect(collectContext([dirSource(root, { prefix })])).rejects.toThrow(

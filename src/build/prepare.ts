@@ -1,0 +1,99 @@
+import { createHash } from "node:crypto";
+import fs from "node:fs/promises";
+import path from "node:path";
+import { collectContext, type ContextEntry, type ContextSource } from "../context/collect.js";
+import { hashContext } from "../context/hash.js";
+import { contextDir, generateDockerfile, generatorVersion } from "../dockerfile/generate.js";
+import { UsageError } from "../errors.js";
+import type { Image } from "../image/image.js";
+import type { LocalIndex } from "../index-store/local.js";
+import { parseNameRef } from "../names.js";
+
+/** An image definition made ready to build: Dockerfile text, context entries and hash. */
+export interface PreparedImage {
+  key: string;
+  dockerfile: string;
+  entries: ContextEntry[];
+  /** `sha256:<hex>` over the generator version, the Dockerfile and every context byte. */
+  definitionHash: string;
+  /** The pinned reference of a `fromName` base. */
+  baseReference: string | undefined;
+}
+
+export interface PrepareOptions {
+  /** Directory that relative local paths resolve against: the config file's directory. */
+  baseDir: string;
+  index: LocalIndex;
+}
+
+async function readBaseDockerfile(image: Image, baseDir: string) {
+  if (image.base.kind !== "fromDockerfile") return undefined;
+  const file = path.resolve(baseDir, image.base.path);
+  const text = await fs.readFile(file, "utf8").catch((error: NodeJS.ErrnoException) => {
+    throw new UsageError(`cannot read Dockerfile ${file}: ${error.code ?? error.message}`, {
+      hint: "check the path given to Image.fromDockerfile; relative paths start at the config file's directory",
+    });
+  });
+  const contextPath = path.resolve(baseDir, image.base.contextDir ?? path.dirname(file));
+  return { text, contextPath };
+}
+
+/** A definition's Dockerfile text and the local sources its context needs. */
+export interface GeneratedImage {
+  dockerfile: string;
+  sources: ContextSource[];
+  baseReference: string | undefined;
+}
+
+/** Resolves the base and generates the Dockerfile. Reads local files but contacts no daemon. */
+export async function generateImage(
+  image: Image,
+  options: PrepareOptions,
+): Promise<GeneratedImage> {
+  let baseReference: string | undefined;
+  if (image.base.kind === "fromName") {
+    baseReference = (await options.index.resolve(parseNameRef(image.base.name))).reference;
+  }
+  const baseDockerfile = await readBaseDockerfile(image, options.baseDir);
+  const generated = generateDockerfile({
+    image,
+    ...(baseReference === undefined ? {} : { baseReference }),
+    ...(baseDockerfile === undefined ? {} : { baseDockerfileText: baseDockerfile.text }),
+    resolveLocalPath: (localPath) => path.resolve(options.baseDir, localPath),
+  });
+  const sources: ContextSource[] = [...generated.sources];
+  if (baseDockerfile) {
+    // The Dockerfile's own context sits at the root of the tar, where its COPY lines expect it.
+    // Files this tool adds live under .modal-image/, so a directory of that name is left out.
+    sources.unshift({
+      prefix: "",
+      localPath: baseDockerfile.contextPath,
+      kind: "dir",
+      ignore: [`/${contextDir}`],
+    });
+  }
+  return { dockerfile: generated.text, sources, baseReference };
+}
+
+/** Generates the Dockerfile, collects the context and hashes both. Contacts no daemon. */
+export async function prepareImage(
+  key: string,
+  image: Image,
+  options: PrepareOptions,
+): Promise<PreparedImage> {
+  const generated = await generateImage(image, options);
+  const entries = await collectContext(generated.sources);
+  const contextHash = await hashContext(entries);
+  const definitionHash = `sha256:${createHash("sha256")
+    .update(
+      JSON.stringify({ generatorVersion, dockerfile: generated.dockerfile, context: contextHash }),
+    )
+    .digest("hex")}`;
+  return {
+    key,
+    dockerfile: generated.dockerfile,
+    entries,
+    definitionHash,
+    baseReference: generated.baseReference,
+  };
+}

@@ -1,0 +1,243 @@
+import { readFileSync } from "node:fs";
+import { Command, CommanderError } from "commander";
+import { ExitCode } from "./errors.js";
+import { reportError } from "./output/report-error.js";
+
+interface GlobalOptions {
+  json?: boolean;
+  config?: string;
+  verbose?: boolean;
+  debug?: boolean;
+  quiet?: boolean;
+}
+
+const interruption = new AbortController();
+let signalCount = 0;
+for (const signal of ["SIGINT", "SIGTERM"] as const) {
+  process.on(signal, () => {
+    signalCount += 1;
+    // The first signal aborts the daemon's work and lets cleanup run; a second one exits now.
+    if (signalCount > 1) process.exit(ExitCode.interrupted);
+    interruption.abort(new Error(`received ${signal}`));
+  });
+}
+
+function packageVersion(): string {
+  const manifest = readFileSync(new URL("../package.json", import.meta.url), "utf8");
+  return (JSON.parse(manifest) as { version: string }).version;
+}
+
+function writeJson(value: unknown): void {
+  process.stdout.write(`${JSON.stringify(value, null, 2)}\n`);
+}
+
+function addCommonOptions(command: Command): Command {
+  return command
+    .option("--json", "print one JSON document on stdout instead of text")
+    .option(
+      "-c, --config <path>",
+      "config file to use instead of searching from the working directory",
+    )
+    .option("--debug", "print stack traces of unexpected errors");
+}
+
+/** Runs a command action, printing its error once and setting the exit code. */
+function action<Args extends unknown[]>(
+  handler: (options: GlobalOptions, ...args: Args) => Promise<number | void>,
+) {
+  return async (...args: unknown[]) => {
+    const command = args.at(-1) as Command;
+    const options = command.opts<GlobalOptions>();
+    const positional = args.slice(0, -2) as Args;
+    try {
+      const code = await handler(options, ...positional);
+      process.exitCode = code ?? ExitCode.ok;
+    } catch (error) {
+      process.exitCode = reportError(error, {
+        json: options.json ?? false,
+        debug: options.debug ?? false,
+      });
+    }
+  };
+}
+
+function commandOptions(options: GlobalOptions) {
+  return {
+    ...(options.config === undefined ? {} : { configPath: options.config }),
+    signal: interruption.signal,
+  };
+}
+
+async function progress(options: GlobalOptions) {
+  const { chooseProgressMode, createProgressRenderer } = await import("./output/progress.js");
+  const mode = chooseProgressMode({
+    verbose: options.verbose ?? false,
+    quiet: options.quiet ?? false,
+  });
+  return createProgressRenderer(mode);
+}
+
+const program = new Command("modal-image")
+  .description(
+    "Define container images in TypeScript, build them with Docker and publish them under names.",
+  )
+  .version(packageVersion(), "-V, --version")
+  .showHelpAfterError()
+  .exitOverride()
+  .configureOutput({
+    writeOut: (text) => process.stdout.write(text),
+    writeErr: (text) => process.stderr.write(text),
+  })
+  .addHelpText(
+    "after",
+    "\nExit codes: 0 success, 1 failed operation, 2 invalid input, 3 not found, 130 interrupted;\n`run` exits with the container's code.",
+  );
+
+addCommonOptions(
+  program
+    .command("build")
+    .description("build image definitions; push them when a registry is set; publish names")
+    .argument("[image...]", "definition keys to build (default: all, or those --publish names)")
+    .option(
+      "--publish <name[:tag]>",
+      "point NAME[:TAG] at the image after build and push succeed (repeatable)",
+      (value: string, previous: string[] = []) => [...previous, value],
+    )
+    .option(
+      "--registry <host[:port][/path]>",
+      "registry to push to; overrides MODAL_IMAGE_REGISTRY and the config",
+    )
+    .option("--no-cache", "build without the daemon's layer cache")
+    .option("--verbose", "print the full build log")
+    .option("-q, --quiet", "print no progress"),
+).action(
+  action(
+    async (
+      options: GlobalOptions & { publish?: string[]; registry?: string; cache?: boolean },
+      images: string[],
+    ) => {
+      const { build } = await import("./commands/build.js");
+      const renderer = await progress(options);
+      try {
+        const result = await build({
+          ...commandOptions(options),
+          images,
+          publish: options.publish ?? [],
+          ...(options.registry === undefined ? {} : { registry: options.registry }),
+          noCache: options.cache === false,
+          onProgress: (event) => renderer.onEvent(event),
+        });
+        if (options.json) writeJson(result);
+        else for (const image of result.images) process.stdout.write(`${image.reference}\n`);
+      } finally {
+        renderer.stop();
+      }
+    },
+  ),
+);
+
+addCommonOptions(
+  program
+    .command("publish")
+    .description("point NAME[:TAG] at an existing image without rebuilding")
+    .argument(
+      "<source>",
+      "a name in the index, a pinned reference (REPO@sha256:...) or an image ID",
+    )
+    .argument("<name[:tag]>", "the name to move; the tag defaults to latest"),
+).action(
+  action(async (options, source: string, target: string) => {
+    const { publish } = await import("./commands/publish.js");
+    const record = await publish(source, target, commandOptions(options));
+    if (options.json) writeJson(record);
+    else process.stdout.write(`${record.reference}\n`);
+  }),
+);
+
+addCommonOptions(
+  program
+    .command("resolve")
+    .description("print the pinned reference a name points at")
+    .argument("<name[:tag]>", "the name to look up; the tag defaults to latest"),
+).action(
+  action(async (options, nameRef: string) => {
+    const { resolve } = await import("./commands/resolve.js");
+    const record = await resolve(nameRef, commandOptions(options));
+    if (options.json) writeJson(record);
+    else process.stdout.write(`${record.reference}\n`);
+  }),
+);
+
+addCommonOptions(
+  program
+    .command("tags")
+    .description("list the tags of a name, newest first")
+    .argument("<name>", "the name whose tags to list"),
+).action(
+  action(async (options, name: string) => {
+    const { tags } = await import("./commands/resolve.js");
+    const records = await tags(name, commandOptions(options));
+    if (options.json) return writeJson({ name, tags: records });
+    const rows = records.map((record) => [record.tag, record.digest, record.publishedAt]);
+    // A header only for people; scripts read the rows or --json.
+    if (process.stdout.isTTY) rows.unshift(["TAG", "DIGEST", "PUBLISHED"]);
+    const width = Math.max(...rows.map((row) => row[0]!.length));
+    for (const [tag, digest, published] of rows) {
+      process.stdout.write(`${tag!.padEnd(width)}  ${digest}  ${published}\n`);
+    }
+  }),
+);
+
+addCommonOptions(
+  program
+    .command("dockerfile")
+    .description("print the Dockerfile generated for a definition, without contacting the daemon")
+    .argument("<image>", "the definition key in the config"),
+).action(
+  action(async (options, image: string) => {
+    const { dockerfile } = await import("./commands/dockerfile.js");
+    const text = await dockerfile(image, commandOptions(options));
+    if (options.json) writeJson({ image, dockerfile: text });
+    else process.stdout.write(text);
+  }),
+);
+
+addCommonOptions(
+  program
+    .command("run")
+    .description("start a container from the image a name points at, stream its output, remove it")
+    .argument("<name[:tag]>", "the name to run; the tag defaults to latest")
+    .argument("[command...]", "command and arguments, after --; default: the image's CMD")
+    .option("-q, --quiet", "print no progress"),
+).action(
+  action(async (options, nameRef: string, command: string[]) => {
+    const { run } = await import("./commands/run.js");
+    const renderer = await progress(options);
+    try {
+      const result = await run(nameRef, command, {
+        ...commandOptions(options),
+        // With --json, stdout carries only the result document, so the container's stdout goes to stderr.
+        stdout: options.json ? process.stderr : process.stdout,
+        stderr: process.stderr,
+        onProgress: (event) => renderer.onEvent(event),
+      });
+      if (options.json) writeJson(result);
+      return result.exitCode;
+    } finally {
+      renderer.stop();
+    }
+  }),
+);
+
+try {
+  await program.parseAsync(process.argv);
+} catch (error) {
+  if (error instanceof CommanderError) {
+    const done = ["commander.helpDisplayed", "commander.version", "commander.help"].includes(
+      error.code,
+    );
+    process.exitCode = done ? ExitCode.ok : ExitCode.usage;
+  } else {
+    process.exitCode = reportError(error, { json: false, debug: process.argv.includes("--debug") });
+  }
+}

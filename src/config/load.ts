@@ -1,0 +1,179 @@
+import { existsSync } from "node:fs";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { cosmiconfig, type Loader } from "cosmiconfig";
+import { UsageError } from "../errors.js";
+import { isImage, type Image } from "../image/image.js";
+import { validateImage, type Problem } from "../image/validate.js";
+import { isValidName, maxRepositoryLength, nameGrammar, parseRegistry } from "../names.js";
+import { imageFromJson } from "./from-json.js";
+
+export const configFileNames = [
+  "image.config.ts",
+  "image.config.mts",
+  "image.config.js",
+  "image.config.mjs",
+  "image.config.cjs",
+  "image.config.json",
+];
+
+/** A config that loaded and passed validation. */
+export interface LoadedConfig {
+  /** Absolute path of the config file. */
+  filepath: string;
+  /** Directory that relative local paths in the config resolve against. */
+  dir: string;
+  registry: string | undefined;
+  images: ReadonlyMap<string, Image>;
+}
+
+// The package entry, so that `import { Image } from "modal-image"` in a config loads this copy
+// even where the config's directory has no node_modules. Tests run the TypeScript sources.
+function packageEntry(): string {
+  const compiled = fileURLToPath(new URL("../index.js", import.meta.url));
+  return existsSync(compiled) ? compiled : compiled.replace(/\.js$/, ".ts");
+}
+
+const loadModule: Loader = async (filepath) => {
+  const { createJiti } = await import("jiti");
+  const jiti = createJiti(import.meta.url, {
+    alias: { "modal-image": packageEntry() },
+    moduleCache: false,
+    interopDefault: true,
+  });
+  const module = await jiti.import<Record<string, unknown>>(filepath);
+  if (typeof module !== "object" || module === null || !("default" in module)) {
+    throw new UsageError(`${filepath} has no default export`, {
+      hint: "end the file with: export default defineConfig({ images: { ... } })",
+    });
+  }
+  return module.default;
+};
+
+function explorer() {
+  return cosmiconfig("modal-image", {
+    searchPlaces: ["package.json", ...configFileNames],
+    loaders: {
+      ".ts": loadModule,
+      ".mts": loadModule,
+      ".js": loadModule,
+      ".mjs": loadModule,
+      ".cjs": loadModule,
+    },
+    searchStrategy: "global",
+    stopDir: path.parse(process.cwd()).root,
+    cache: false,
+  });
+}
+
+async function readConfigFile(
+  configPath: string | undefined,
+  cwd: string,
+): Promise<{ filepath: string; config: unknown }> {
+  const search = explorer();
+  try {
+    const result = configPath
+      ? await search.load(path.resolve(cwd, configPath))
+      : await search.search(cwd);
+    if (!result) {
+      throw new UsageError(`no config file found in ${cwd} or any parent directory`, {
+        hint: `create image.config.ts (or pass -c PATH); names searched: ${configFileNames.join(", ")}`,
+      });
+    }
+    return { filepath: result.filepath, config: result.config };
+  } catch (error) {
+    if (error instanceof UsageError) throw error;
+    const file =
+      (error as { filepath?: string }).filepath ??
+      (configPath ? path.resolve(cwd, configPath) : "the config file");
+    const reason = error instanceof Error ? error.message : String(error);
+    throw new UsageError(`failed to load ${file}: ${reason}`, {
+      hint: "fix the file so it loads, and export the config as its default export",
+      cause: error,
+    });
+  }
+}
+
+function toImage(key: string, value: unknown, problems: Problem[]): Image | undefined {
+  const path = `images.${key}`;
+  if (!isValidName(key)) {
+    problems.push({
+      path,
+      message: `invalid image name; a name is ${nameGrammar}, at most ${maxRepositoryLength} characters`,
+    });
+  }
+  if (isImage(value)) return value;
+  if (typeof value === "object" && value !== null) return imageFromJson(value, path, problems);
+  problems.push({
+    path,
+    message: 'expected an Image, such as Image.fromRegistry("debian:bookworm-slim")',
+  });
+  return undefined;
+}
+
+/** Checks a loaded config value and returns its images, or throws a UsageError with every problem. */
+export function validateConfig(config: unknown, filepath: string): LoadedConfig {
+  const problems: Problem[] = [];
+  if (typeof config !== "object" || config === null || Array.isArray(config)) {
+    throw new UsageError(`${filepath} must export a config object as its default export`, {
+      hint: 'export default defineConfig({ images: { "my-image": Image.fromRegistry("debian:bookworm-slim") } })',
+    });
+  }
+  const { registry, images, ...rest } = config as Record<string, unknown>;
+  for (const key of Object.keys(rest)) {
+    problems.push({ path: key, message: "unknown setting; the config takes registry and images" });
+  }
+  if (registry !== undefined) {
+    if (typeof registry !== "string")
+      problems.push({
+        path: "registry",
+        message: 'expected a string such as "127.0.0.1:5000/team"',
+      });
+    else {
+      try {
+        parseRegistry(registry);
+      } catch (error) {
+        problems.push({ path: "registry", message: (error as UsageError).message });
+      }
+    }
+  }
+  const loaded = new Map<string, Image>();
+  if (typeof images !== "object" || images === null || Array.isArray(images)) {
+    problems.push({ path: "images", message: "expected an object of image definitions by name" });
+  } else {
+    for (const [key, value] of Object.entries(images)) {
+      const image = toImage(key, value, problems);
+      if (!image) continue;
+      for (const problem of validateImage(image)) {
+        problems.push({ path: `images.${key}.${problem.path}`, message: problem.message });
+      }
+      loaded.set(key, image);
+    }
+    if (Object.keys(images).length === 0)
+      problems.push({ path: "images", message: "defines no images" });
+  }
+  if (problems.length > 0) {
+    throw new UsageError(
+      `invalid config ${filepath}: ${problems.length} problem${problems.length === 1 ? "" : "s"}`,
+      {
+        problems: problems.map((problem) => `${problem.path}: ${problem.message}`),
+        hint: "fix the values listed above; nothing was built",
+      },
+    );
+  }
+  return {
+    filepath,
+    dir: path.dirname(filepath),
+    registry: registry as string | undefined,
+    images: loaded,
+  };
+}
+
+/** Finds, loads and validates the config. Contacts no daemon or registry. */
+export async function loadConfig(
+  options: { configPath?: string; cwd?: string } = {},
+): Promise<LoadedConfig> {
+  const cwd = options.cwd ?? process.cwd();
+  const { filepath, config } = await readConfigFile(options.configPath, cwd);
+  return validateConfig(config, filepath);
+}

@@ -1,0 +1,77 @@
+import type { Ora } from "ora";
+import type { BuildEvent, PushEvent } from "../docker/progress.js";
+import { formatStep } from "../docker/progress.js";
+import { stderrStyle } from "./style.js";
+
+/** What the build reports while it runs. Everything here goes to stderr. */
+export type ProgressEvent =
+  | { type: "phase"; image: string; phase: "build" | "push" | "pull" | "publish"; detail?: string }
+  | { type: "build"; image: string; event: BuildEvent }
+  | { type: "push"; image: string; event: PushEvent }
+  | { type: "done"; image: string; reference: string };
+
+export type ProgressMode = "spinner" | "plain" | "verbose" | "quiet";
+
+export function chooseProgressMode(options: { verbose: boolean; quiet?: boolean }): ProgressMode {
+  if (options.quiet) return "quiet";
+  if (options.verbose) return "verbose";
+  // CI logs keep every line, so a spinner that redraws one line would lose them.
+  if (!process.stderr.isTTY || process.env.CI) return "plain";
+  return "spinner";
+}
+
+export interface ProgressRenderer {
+  onEvent(event: ProgressEvent): void;
+  /** Stops the spinner, if any, before an error is printed. */
+  stop(): void;
+}
+
+/** Renders progress as a spinner on a terminal, or as plain lines for logs. */
+export async function createProgressRenderer(mode: ProgressMode): Promise<ProgressRenderer> {
+  const style = stderrStyle();
+  const write = (line: string) => process.stderr.write(`${line}\n`);
+  let spinner: Ora | undefined;
+  if (mode === "spinner") {
+    const { default: ora } = await import("ora");
+    spinner = ora({ stream: process.stderr, discardStdin: false });
+  }
+  const say = (line: string) => {
+    if (spinner) {
+      if (!spinner.isSpinning) spinner.start(line);
+      else spinner.text = line;
+    } else if (mode !== "quiet") write(line);
+  };
+  let lastPushStatus = "";
+  return {
+    onEvent(event) {
+      switch (event.type) {
+        case "phase":
+          return say(
+            `${style.bold(event.image)}: ${event.phase}${event.detail ? ` ${event.detail}` : ""}`,
+          );
+        case "build":
+          if (event.event.type === "step")
+            return say(`${style.bold(event.image)}: ${formatStep(event.event)}`);
+          if (event.event.type === "output" && mode === "verbose") {
+            return write(event.event.text.replace(/\n$/, ""));
+          }
+          if (event.event.type === "status" && mode === "verbose") return write(event.event.text);
+          return;
+        case "push": {
+          // Layer progress arrives many times a second; plain logs get each distinct status once.
+          const text = `${event.event.id ? `${event.event.id}: ` : ""}${event.event.text}`;
+          if (mode === "verbose" && text !== lastPushStatus) write(text);
+          lastPushStatus = text;
+          return;
+        }
+        case "done":
+          if (spinner) spinner.succeed(`${style.bold(event.image)}: ${event.reference}`);
+          else if (mode !== "quiet") write(`${style.bold(event.image)}: done ${event.reference}`);
+          return;
+      }
+    },
+    stop() {
+      if (spinner?.isSpinning) spinner.stop();
+    },
+  };
+}

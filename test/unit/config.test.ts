@@ -1,0 +1,162 @@
+import fs from "node:fs/promises";
+import os from "node:os";
+import path from "node:path";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { loadConfig } from "../../src/config/load.js";
+import { UsageError } from "../../src/errors.js";
+
+let dir: string;
+
+beforeEach(async () => {
+  dir = await fs.mkdtemp(path.join(os.tmpdir(), "modal-image-config-"));
+});
+
+afterEach(async () => {
+  await fs.rm(dir, { recursive: true, force: true });
+});
+
+async function write(name: string, text: string): Promise<string> {
+  const file = path.join(dir, name);
+  await fs.mkdir(path.dirname(file), { recursive: true });
+  await fs.writeFile(file, text);
+  return file;
+}
+
+async function loadError(options: Parameters<typeof loadConfig>[0]): Promise<UsageError> {
+  try {
+    await loadConfig(options);
+  } catch (error) {
+    expect(error).toBeInstanceOf(UsageError);
+    return error as UsageError;
+  }
+  throw new Error("expected loadConfig to fail");
+}
+
+const tsConfig = `import { defineConfig, Image } from "modal-image";
+export default defineConfig({
+  registry: "127.0.0.1:5000/team",
+  images: { app: Image.fromRegistry("debian:bookworm-slim").aptInstall("git") },
+});
+`;
+
+describe("loadConfig", () => {
+  it("loads image.config.ts from a parent directory", async () => {
+    await write("image.config.ts", tsConfig);
+    await fs.mkdir(path.join(dir, "sub", "deeper"), { recursive: true });
+    const config = await loadConfig({ cwd: path.join(dir, "sub", "deeper") });
+    expect(config.filepath).toBe(path.join(dir, "image.config.ts"));
+    expect(config.registry).toBe("127.0.0.1:5000/team");
+    expect([...config.images.keys()]).toEqual(["app"]);
+    expect(config.images.get("app")?.steps).toEqual([{ kind: "aptInstall", packages: ["git"] }]);
+  });
+
+  it("loads the same config saved with CRLF line ends", async () => {
+    await write("image.config.ts", tsConfig.replace(/\n/g, "\r\n"));
+    const config = await loadConfig({ cwd: dir });
+    expect(config.images.get("app")?.steps).toEqual([{ kind: "aptInstall", packages: ["git"] }]);
+  });
+
+  it("loads a named .mjs config with -c", async () => {
+    const file = await write(
+      "other/my.config.mjs",
+      `import { Image } from "modal-image";\nexport default { images: { x: Image.fromScratch() } };\n`,
+    );
+    const config = await loadConfig({ cwd: dir, configPath: file });
+    expect(config.dir).toBe(path.join(dir, "other"));
+    expect(config.images.get("x")?.base).toEqual({ kind: "fromScratch" });
+  });
+
+  it("loads a JSON config as method calls", async () => {
+    await write(
+      "image.config.json",
+      JSON.stringify({
+        images: {
+          app: {
+            fromRegistry: "debian:bookworm-slim",
+            aptInstall: ["git", "curl"],
+            env: { A: "1" },
+          },
+          twice: [
+            { fromScratch: null },
+            { runCommands: "a" },
+            { env: { B: "2" } },
+            { runCommands: ["b", "c"] },
+          ],
+        },
+      }),
+    );
+    const config = await loadConfig({ cwd: dir });
+    expect(config.images.get("app")?.steps).toEqual([
+      { kind: "aptInstall", packages: ["git", "curl"] },
+      { kind: "env", vars: { A: "1" } },
+    ]);
+    expect(config.images.get("twice")?.steps.map((step) => step.kind)).toEqual([
+      "runCommands",
+      "env",
+      "runCommands",
+    ]);
+  });
+
+  it("reads the modal-image key of package.json", async () => {
+    await write(
+      "package.json",
+      JSON.stringify({ name: "x", "modal-image": { images: { a: { fromScratch: true } } } }),
+    );
+    const config = await loadConfig({ cwd: dir });
+    expect([...config.images.keys()]).toEqual(["a"]);
+  });
+
+  it("reports every problem with its path", async () => {
+    await write(
+      "image.config.ts",
+      `import { defineConfig, Image } from "modal-image";
+export default defineConfig({
+  registry: "HTTP://bad",
+  images: {
+    "Bad Name": Image.fromScratch(),
+    ok: Image.fromRegistry("debian").aptInstall("git", "curl", "bad;pkg").env({ K: "a\\nb" }),
+  },
+});
+`,
+    );
+    const error = await loadError({ cwd: dir });
+    expect(error.exitCode).toBe(2);
+    expect(error.problems).toHaveLength(4);
+    expect(error.problems[0]).toMatch(/^registry: /);
+    expect(error.problems[1]).toMatch(/^images\.Bad Name: invalid image name/);
+    expect(error.problems[2]).toMatch(/^images\.ok\.aptInstall\[2\]: .*"bad;pkg"/);
+    expect(error.problems[3]).toMatch(/^images\.ok\.env\.K: /);
+  });
+
+  it("reports an unknown method in a JSON config", async () => {
+    await write(
+      "image.config.json",
+      JSON.stringify({ images: { a: { fromScratch: true, aptInstal: ["git"] } } }),
+    );
+    const error = await loadError({ cwd: dir });
+    expect(error.problems).toEqual([
+      expect.stringMatching(/^images\.a\.aptInstal: unknown method/),
+    ]);
+  });
+
+  it.each([
+    ["a syntax error", "export default {", /failed to load .*image\.config\.ts/],
+    ["a throw", 'throw new Error("boom from config")', /boom from config/],
+    ["no default export", "export const x = 1;", /has no default export/],
+    ["the wrong type", "export default 42;", /must export a config object/],
+  ])("names the file for %s", async (_case, text, pattern) => {
+    await write("image.config.ts", text);
+    const error = await loadError({ cwd: dir });
+    expect(error.message).toMatch(pattern);
+  });
+
+  it("fails clearly when no config exists", async () => {
+    const error = await loadError({ cwd: dir });
+    expect(error.message).toContain("no config file found");
+  });
+
+  it("fails clearly when -c names a missing file", async () => {
+    const error = await loadError({ cwd: dir, configPath: "missing.ts" });
+    expect(error.message).toContain(path.join(dir, "missing.ts"));
+  });
+});
