@@ -11,6 +11,12 @@ interface GlobalOptions {
   quiet?: boolean;
 }
 
+// A reader that closes early, as `modal-image tags x | head -1` does, is not an error.
+process.stdout.on("error", (error: NodeJS.ErrnoException) => {
+  if (error.code === "EPIPE") process.exit(process.exitCode ?? ExitCode.ok);
+  throw error;
+});
+
 const interruption = new AbortController();
 let signalCount = 0;
 for (const signal of ["SIGINT", "SIGTERM"] as const) {

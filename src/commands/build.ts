@@ -138,6 +138,7 @@ export async function build(options: BuildOptions = {}): Promise<BuildResult> {
       });
       built.published.push(formatNameRef(record));
     }
+    options.onProgress?.({ type: "done", image: built.image, reference: built.reference });
   }
   return { images: results };
 }
@@ -180,7 +181,6 @@ async function buildAndPush(
     digest = pushed.digest;
     reference = `${repository}@${pushed.digest}`;
   }
-  report?.({ type: "done", image: image.key, reference });
   return {
     image: image.key,
     imageId,

@@ -33,7 +33,12 @@ export async function createProgressRenderer(mode: ProgressMode): Promise<Progre
   let spinner: Ora | undefined;
   if (mode === "spinner") {
     const { default: ora } = await import("ora");
-    spinner = ora({ stream: process.stderr, discardStdin: false });
+    // ora colours through its own chalk, which ignores NO_COLOR, so colour comes from `style`.
+    spinner = ora({
+      stream: process.stderr,
+      discardStdin: false,
+      color: style.level > 0 ? "cyan" : false,
+    });
   }
   const say = (line: string) => {
     if (spinner) {
@@ -65,8 +70,12 @@ export async function createProgressRenderer(mode: ProgressMode): Promise<Progre
           return;
         }
         case "done":
-          if (spinner) spinner.succeed(`${style.bold(event.image)}: ${event.reference}`);
-          else if (mode !== "quiet") write(`${style.bold(event.image)}: done ${event.reference}`);
+          if (spinner) {
+            spinner.stopAndPersist({
+              symbol: style.green("✔"),
+              text: `${style.bold(event.image)}: ${event.reference}`,
+            });
+          } else if (mode !== "quiet") write(`${style.bold(event.image)}: done ${event.reference}`);
           return;
       }
     },
