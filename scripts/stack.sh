@@ -192,8 +192,31 @@ remove_stale_docker_pid_file() {
   rm -f "$pid_file"
 }
 
+# Waits until READY_FUNCTION succeeds for a process started by start_background,
+# and dies with the log's tail if the process exits or TIMEOUT seconds pass.
+wait_for_start() {
+  local pid_file=$1 log_file=$2 timeout=$3 label=$4 probe=$5 ready_function=$6 pid deadline
+  pid=$(<"$pid_file")
+  deadline=$((SECONDS + timeout))
+  until "$ready_function"; do
+    if ! kill -0 "$pid" 2>/dev/null; then
+      show_log_tail "$log_file"
+      die "$label exited during startup"
+    fi
+    if ((SECONDS >= deadline)); then
+      show_log_tail "$log_file"
+      die "timed out after $timeout s waiting for $label to respond to $probe"
+    fi
+    sleep 0.1
+  done
+}
+
+dockerd_ready() {
+  docker_up >/dev/null
+}
+
 ensure_dockerd() {
-  local log_file=$STATE_DIR/dockerd.log pid_file=$STATE_DIR/dockerd.pid pid deadline
+  local log_file=$STATE_DIR/dockerd.log pid_file=$STATE_DIR/dockerd.pid
   if docker_up >/dev/null; then
     return 0
   fi
@@ -204,20 +227,8 @@ ensure_dockerd() {
   remove_stale_docker_pid_file
   log "starting dockerd (log: $log_file)"
   start_background "$pid_file" "$log_file" dockerd
-  pid=$(<"$pid_file")
-  deadline=$((SECONDS + DOCKERD_TIMEOUT_SECONDS))
-  until docker_up >/dev/null; do
-    if ! kill -0 "$pid" 2>/dev/null; then
-      show_log_tail "$log_file"
-      die "dockerd exited during startup"
-    fi
-    if ((SECONDS >= deadline)); then
-      show_log_tail "$log_file"
-      die "timed out after $DOCKERD_TIMEOUT_SECONDS s waiting for dockerd to respond to docker info"
-    fi
-    sleep 0.2
-  done
-  log "dockerd is up (pid $pid)"
+  wait_for_start "$pid_file" "$log_file" "$DOCKERD_TIMEOUT_SECONDS" dockerd "docker info" dockerd_ready
+  log "dockerd is up (pid $(<"$pid_file"))"
 }
 
 # --- registries -------------------------------------------------------------
@@ -332,25 +343,22 @@ EOF
   fi
 }
 
-# Starts docker-registry with the config in DIR and waits until STATE_FUNCTION
-# reports it up.
+open_registry_ready() {
+  [[ $(open_registry_state) == up ]]
+}
+
+auth_registry_ready() {
+  [[ $(auth_registry_state) == up ]]
+}
+
+# Starts docker-registry with the config in DIR and waits until READY_FUNCTION
+# succeeds.
 start_registry() {
-  local label=$1 dir=$2 state_function=$3 pid deadline
+  local label=$1 dir=$2 ready_function=$3
   log "starting $label (log: $dir/registry.log)"
   start_background "$dir/registry.pid" "$dir/registry.log" docker-registry serve "$dir/config.yml"
-  pid=$(<"$dir/registry.pid")
-  deadline=$((SECONDS + REGISTRY_TIMEOUT_SECONDS))
-  until [[ $("$state_function") == up ]]; do
-    if ! kill -0 "$pid" 2>/dev/null; then
-      show_log_tail "$dir/registry.log"
-      die "$label exited during startup"
-    fi
-    if ((SECONDS >= deadline)); then
-      show_log_tail "$dir/registry.log"
-      die "timed out after $REGISTRY_TIMEOUT_SECONDS s waiting for $label to respond on /v2/"
-    fi
-    sleep 0.1
-  done
+  wait_for_start "$dir/registry.pid" "$dir/registry.log" "$REGISTRY_TIMEOUT_SECONDS" \
+    "$label" "/v2/" "$ready_function"
 }
 
 ensure_open_registry() {
@@ -363,7 +371,7 @@ ensure_open_registry() {
   stop_own_process "$label" "$dir/registry.pid" docker-registry 10
   mkdir -p "$dir/data"
   write_registry_config "$dir" "$OPEN_REGISTRY"
-  start_registry "$label" "$dir" open_registry_state
+  start_registry "$label" "$dir" open_registry_ready
 }
 
 ensure_auth_registry() {
@@ -389,7 +397,7 @@ ensure_auth_registry() {
   esac
   stop_own_process "$label" "$dir/registry.pid" docker-registry 10
   write_registry_config "$dir" "$AUTH_REGISTRY" "$dir/htpasswd"
-  start_registry "$label" "$dir" auth_registry_state
+  start_registry "$label" "$dir" auth_registry_ready
 }
 
 # --- images -----------------------------------------------------------------

@@ -44,10 +44,10 @@ export function isDigest(value: string): boolean {
 }
 
 /** Checks a NAME and throws a UsageError that quotes the grammar. */
-export function assertName(name: string, what = "name"): void {
+export function assertName(name: string, kind = "name"): void {
   if (!isValidName(name)) {
-    throw new UsageError(`invalid ${what} ${JSON.stringify(name)}`, {
-      hint: `a ${what} is ${nameGrammar}, at most ${maxRepositoryLength} characters, for example "analytics-runtime" or "team/app"`,
+    throw new UsageError(`invalid ${kind} ${JSON.stringify(name)}`, {
+      hint: `a ${kind} is ${nameGrammar}, at most ${maxRepositoryLength} characters, for example "analytics-runtime" or "team/app"`,
     });
   }
 }
@@ -95,7 +95,7 @@ export function parseRegistry(input: string, source = "registry"): RegistryLocat
   return { host: match[1] ?? "", namespace: match[2] ?? "" };
 }
 
-/** The repository an image named `name` is pushed to, such as `127.0.0.1:5000/team/app`. */
+/** Returns the repository an image named `name` is pushed to, such as `127.0.0.1:5000/team/app`. */
 export function repositoryFor(registry: RegistryLocation, name: string): string {
   const path = registry.namespace ? `${registry.namespace}/${name}` : name;
   const repository = `${registry.host}/${path}`;

@@ -1,6 +1,12 @@
 import path from "node:path";
 import type { ContextSource } from "../context/collect.js";
-import type { Image, ImageStep, PipInstallOptions, UvPipInstallOptions } from "../image/image.js";
+import {
+  optionList,
+  type Image,
+  type ImageStep,
+  type PipInstallOptions,
+  type UvPipInstallOptions,
+} from "../image/image.js";
 import { defaultEscape, jsonArray, quoteWord, runShell, shellQuote } from "./quote.js";
 
 /** Bumped whenever the same definition would generate different Dockerfile text. */
@@ -63,11 +69,10 @@ function fromLine(input: GenerateInput): string {
 
 function pipFlags(options: PipInstallOptions): string[] {
   const flags: string[] = [];
-  const list = (value: string | readonly string[] | undefined) =>
-    value === undefined ? [] : typeof value === "string" ? [value] : value;
   if (options.indexUrl) flags.push("--index-url", shellQuote(options.indexUrl));
-  for (const url of list(options.extraIndexUrl)) flags.push("--extra-index-url", shellQuote(url));
-  for (const link of list(options.findLinks)) flags.push("--find-links", shellQuote(link));
+  for (const url of optionList(options.extraIndexUrl))
+    flags.push("--extra-index-url", shellQuote(url));
+  for (const link of optionList(options.findLinks)) flags.push("--find-links", shellQuote(link));
   if (options.pre) flags.push("--pre");
   return flags;
 }

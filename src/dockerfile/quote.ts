@@ -32,7 +32,7 @@ export function shellQuote(value: string): string {
   return `'${value.replaceAll("'", `'\\''`)}'`;
 }
 
-/** A RUN instruction in exec form, so the command text is never parsed as Dockerfile syntax. */
+/** Writes a RUN instruction in exec form, so the command text is never parsed as Dockerfile syntax. */
 export function runShell(script: string): string {
   return `RUN ${jsonArray(["/bin/sh", "-c", script])}`;
 }

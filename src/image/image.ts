@@ -37,6 +37,13 @@ export interface FromDockerfileOptions {
   contextDir?: string;
 }
 
+/** Returns an option that takes one string or several as a list. */
+export function optionList(value: string | readonly string[] | undefined): readonly string[] {
+  if (value === undefined) return [];
+  if (typeof value === "string") return [value];
+  return value;
+}
+
 export type ImageBase =
   | { kind: "debianSlim"; pythonVersion: string }
   | { kind: "fromRegistry"; reference: string }

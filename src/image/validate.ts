@@ -1,5 +1,11 @@
 import { isValidName, isValidTag, nameGrammar, parseImageReference, tagGrammar } from "../names.js";
-import type { Image, ImageBase, ImageStep, PipInstallOptions } from "./image.js";
+import {
+  optionList,
+  type Image,
+  type ImageBase,
+  type ImageStep,
+  type PipInstallOptions,
+} from "./image.js";
 
 /** One invalid value, with where it is in the definition (`aptInstall[2]`). */
 export interface Problem {
@@ -16,7 +22,7 @@ const aptPackageRe =
 const pipRequirementRe = /^[A-Za-z0-9][^\p{Cc}]*$/u;
 const pythonVersionRe = /^3\.(?:9|1[0-4])(?:\.[0-9]{1,2})?$/;
 const envKeyRe = /^[A-Za-z_][A-Za-z0-9_]*$/;
-/** Whether a value has a control character other than tab; a Dockerfile line cannot carry them. */
+/** Returns whether a value has a control character other than tab, which a Dockerfile line cannot carry. */
 function hasControlCharacter(value: string): boolean {
   return /\p{Cc}/u.test(value.replaceAll("\t", ""));
 }
@@ -112,10 +118,18 @@ function checkList(
 function checkPipOptions(path: string, options: PipInstallOptions, problems: ProblemList): void {
   if (options.indexUrl !== undefined) problems.text(`${path}.indexUrl`, options.indexUrl);
   for (const key of ["extraIndexUrl", "findLinks"] as const) {
-    const value = options[key];
+    const value: unknown = options[key];
     if (value === undefined) continue;
-    const list = typeof value === "string" ? [value] : value;
-    list.forEach((item, index) => problems.text(`${path}.${key}[${index}]`, item));
+    if (typeof value !== "string" && !Array.isArray(value)) {
+      problems.add(
+        `${path}.${key}`,
+        `expected a string or a list of strings, got ${describe(value)}`,
+      );
+      continue;
+    }
+    optionList(value as string | string[]).forEach((item, index) =>
+      problems.text(`${path}.${key}[${index}]`, item),
+    );
   }
   if (options.pre !== undefined && typeof options.pre !== "boolean") {
     problems.add(`${path}.pre`, `expected true or false, got ${describe(options.pre)}`);

@@ -7,7 +7,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { NotFoundError, OperationError } from "../errors.js";
 import { formatNameRef, type NameRef } from "../names.js";
 
-/** How a tag got its value. */
+/** The operation that gave a tag its value. */
 export type PublishAction = "build" | "publish";
 
 /** The value of one tag: the pinned reference it resolves to, and where it came from. */
@@ -32,9 +32,9 @@ export type NewTagValue = Pick<TagRecord, "reference" | "digest" | "action" | "i
 const lockTimeoutMs = 10_000;
 
 /**
- * The name index on local disk. Each tag is one small JSON file, replaced by writing a
- * `.lock` file next to it and renaming it over the old one (as git updates refs), so a reader
- * sees the old or the new value and never a partial file. Each tag also has an append-only
+ * The name index on local disk. Each tag is one small JSON file. A publish writes the new value
+ * to a `.lock` file next to it and renames that over the old file, as git updates refs. So a
+ * reader sees the old or the new value and never a partial file. Each tag also has an append-only
  * history with one JSON line per value it has had.
  *
  * Layout under `<home>/index/`: `<name>/_tags/<tag>.json` and `<name>/_history/<tag>.jsonl`.

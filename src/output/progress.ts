@@ -3,7 +3,7 @@ import type { BuildEvent, PushEvent } from "../docker/progress.js";
 import { formatStep } from "../docker/progress.js";
 import { stderrStyle } from "./style.js";
 
-/** What the build reports while it runs. Everything here goes to stderr. */
+/** A progress event of build, push, pull or publish. Renderers print them to stderr only. */
 export type ProgressEvent =
   | { type: "phase"; image: string; phase: "build" | "push" | "pull" | "publish"; detail?: string }
   | { type: "build"; image: string; event: BuildEvent }

@@ -7,39 +7,72 @@ export interface ReportOptions {
   debug: boolean;
 }
 
-/** Prints an error once, on stderr (and as one JSON document on stdout with --json), and returns its exit code. */
-export function reportError(error: unknown, options: ReportOptions): ExitCodeValue {
+/** The parts of an error that the CLI prints. */
+interface ErrorReport {
+  message: string;
+  exitCode: ExitCodeValue;
+  /** False for errors this tool did not raise on purpose, which are bugs or surprises. */
+  expected: boolean;
+  hint: string | undefined;
+  problems: readonly string[];
+  /** The build step that failed, as `step 3/7: RUN ...`. */
+  step: string | undefined;
+  stepOutput: readonly string[];
+  stack: string | undefined;
+}
+
+function toReport(error: unknown): ErrorReport {
+  const expected = isModalImageError(error);
+  const details = error as {
+    problems?: readonly string[];
+    step?: BuildStep;
+    stepOutput?: readonly string[];
+  };
+  return {
+    message: error instanceof Error ? error.message : String(error),
+    exitCode: expected ? error.exitCode : ExitCode.failed,
+    expected,
+    hint: expected ? error.hint : undefined,
+    problems: expected ? (details.problems ?? []) : [],
+    step: details.step ? formatStep(details.step) : undefined,
+    stepOutput: details.stepOutput ?? [],
+    stack: error instanceof Error ? error.stack : undefined,
+  };
+}
+
+function textLines(report: ErrorReport, debug: boolean): string[] {
   const style = stderrStyle();
-  const known = isModalImageError(error);
-  const message = error instanceof Error ? error.message : String(error);
-  const exitCode = known ? error.exitCode : ExitCode.failed;
-  const lines = [`${style.red("error:")} ${message}`];
-  const problems = known && "problems" in error ? (error.problems as readonly string[]) : [];
-  for (const problem of problems) lines.push(`  - ${problem}`);
-  const stepOutput = (error as { stepOutput?: readonly string[] }).stepOutput;
-  const failedStep = (error as { step?: BuildStep }).step;
-  const step = failedStep ? formatStep(failedStep) : undefined;
-  if (step && stepOutput?.length) {
-    lines.push(
-      style.dim(`last output of ${step}:`),
-      ...stepOutput.map((line) => style.dim(`  ${line}`)),
-    );
+  const lines = [`${style.red("error:")} ${report.message}`];
+  for (const problem of report.problems) lines.push(`  - ${problem}`);
+
+  if (report.step && report.stepOutput.length > 0) {
+    lines.push(style.dim(`last output of ${report.step}:`));
+    for (const line of report.stepOutput) lines.push(style.dim(`  ${line}`));
   }
-  if (known && error.hint) lines.push(`${style.cyan("hint:")} ${error.hint}`);
-  if (options.debug && error instanceof Error && error.stack) lines.push(style.dim(error.stack));
-  else if (!known) lines.push(style.dim("run again with --debug for the stack trace"));
-  process.stderr.write(`${lines.join("\n")}\n`);
+
+  if (report.hint) lines.push(`${style.cyan("hint:")} ${report.hint}`);
+  if (debug && report.stack) lines.push(style.dim(report.stack));
+  else if (!report.expected) lines.push(style.dim("run again with --debug for the stack trace"));
+  return lines;
+}
+
+/**
+ * Prints an error once: as text on stderr, and with --json also as one JSON document on
+ * stdout. Returns the exit code for it.
+ */
+export function reportError(error: unknown, options: ReportOptions): ExitCodeValue {
+  const report = toReport(error);
+  process.stderr.write(`${textLines(report, options.debug).join("\n")}\n`);
+
   if (options.json) {
     const body = {
-      error: {
-        message,
-        exitCode,
-        ...(known && error.hint ? { hint: error.hint } : {}),
-        ...(problems.length ? { problems } : {}),
-        ...(step ? { step } : {}),
-      },
+      message: report.message,
+      exitCode: report.exitCode,
+      ...(report.hint ? { hint: report.hint } : {}),
+      ...(report.problems.length > 0 ? { problems: report.problems } : {}),
+      ...(report.step ? { step: report.step } : {}),
     };
-    process.stdout.write(`${JSON.stringify(body)}\n`);
+    process.stdout.write(`${JSON.stringify({ error: body })}\n`);
   }
-  return exitCode;
+  return report.exitCode;
 }
