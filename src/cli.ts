@@ -1,6 +1,7 @@
 import { readFileSync } from "node:fs";
 import { Command, CommanderError } from "commander";
 import { ExitCode } from "./errors.js";
+import { splitNameRef } from "./names.js";
 import { reportError } from "./output/report-error.js";
 
 interface GlobalOptions {
@@ -32,6 +33,8 @@ function packageVersion(): string {
   const manifest = readFileSync(new URL("../package.json", import.meta.url), "utf8");
   return (JSON.parse(manifest) as { version: string }).version;
 }
+
+const expectHelp = "move the tag only if it has this digest now (none: only if it is unset)";
 
 function writeJson(value: unknown): void {
   process.stdout.write(`${JSON.stringify(value, null, 2)}\n`);
@@ -109,6 +112,7 @@ addCommonOptions(
       "point NAME[:TAG] at the image after build and push succeed (repeatable)",
       (value: string, previous: string[] = []) => [...previous, value],
     )
+    .option("--expect <digest>", expectHelp)
     .option(
       "--registry <host[:port][/path]>",
       "registry to push to; overrides MODAL_IMAGE_REGISTRY and the config",
@@ -150,11 +154,15 @@ addCommonOptions(
       "<source>",
       "a name in the index, a pinned reference (REPO@sha256:...) or an image ID",
     )
-    .argument("<name[:tag]>", "the name to move; the tag defaults to latest"),
+    .argument("<name[:tag]>", "the name to move; the tag defaults to latest")
+    .option("--expect <digest>", expectHelp),
 ).action(
-  action(async (options, source: string, target: string) => {
+  action(async (options: GlobalOptions & { expect?: string }, source: string, target: string) => {
     const { publish } = await import("./commands/publish.js");
-    const record = await publish(source, target, commandOptions(options));
+    const record = await publish(source, target, {
+      ...commandOptions(options),
+      ...(options.expect === undefined ? {} : { expect: options.expect }),
+    });
     if (options.json) writeJson(record);
     else process.stdout.write(`${record.reference}\n`);
   }),
@@ -184,13 +192,88 @@ addCommonOptions(
     const { tags } = await import("./commands/resolve.js");
     const records = await tags(name, commandOptions(options));
     if (options.json) return writeJson({ name, tags: records });
+    const { writeTable } = await import("./output/table.js");
     const rows = records.map((record) => [record.tag, record.digest, record.publishedAt]);
-    // A header only for people; scripts read the rows or --json.
-    if (process.stdout.isTTY) rows.unshift(["TAG", "DIGEST", "PUBLISHED"]);
-    const width = Math.max(...rows.map((row) => row[0]!.length));
-    for (const [tag, digest, published] of rows) {
-      process.stdout.write(`${tag!.padEnd(width)}  ${digest}  ${published}\n`);
-    }
+    writeTable(["TAG", "DIGEST", "PUBLISHED"], rows);
+  }),
+);
+
+addCommonOptions(
+  program
+    .command("history")
+    .description("list every value a tag has had, newest first")
+    .argument("<name[:tag]>", "the tag whose history to list; the tag defaults to latest"),
+).action(
+  action(async (options, nameRef: string) => {
+    const { history } = await import("./commands/resolve.js");
+    const records = await history(nameRef, commandOptions(options));
+    if (options.json) return writeJson({ ...splitNameRef(nameRef), history: records });
+    const { writeTable } = await import("./output/table.js");
+    const rows = records.map((record) => [
+      record.publishedAt,
+      record.action,
+      record.digest || "-",
+      `${record.user}@${record.host}`,
+      record.reference || "-",
+    ]);
+    writeTable(["PUBLISHED", "ACTION", "DIGEST", "BY", "REFERENCE"], rows);
+  }),
+);
+
+addCommonOptions(
+  program
+    .command("rollback")
+    .description("point a tag back at an earlier value from its history, without building")
+    .argument("<name[:tag]>", "the tag to move back; the tag defaults to latest")
+    .option("--to <digest>", "the earlier digest to go back to (default: the value before)")
+    .option("--expect <digest>", expectHelp),
+).action(
+  action(async (options: GlobalOptions & { to?: string; expect?: string }, nameRef: string) => {
+    const { rollback } = await import("./commands/rollback.js");
+    const record = await rollback(nameRef, {
+      ...commandOptions(options),
+      ...(options.to === undefined ? {} : { to: options.to }),
+      ...(options.expect === undefined ? {} : { expect: options.expect }),
+    });
+    if (options.json) writeJson(record);
+    else process.stdout.write(`${record.reference}\n`);
+  }),
+);
+
+addCommonOptions(
+  program
+    .command("untag")
+    .description("remove a tag; its history stays and rollback restores it")
+    .argument("<name:tag>", "the tag to remove")
+    .option("--expect <digest>", "remove the tag only if it has this digest now"),
+).action(
+  action(async (options: GlobalOptions & { expect?: string }, nameRef: string) => {
+    const { untag } = await import("./commands/rollback.js");
+    const record = await untag(nameRef, {
+      ...commandOptions(options),
+      ...(options.expect === undefined ? {} : { expect: options.expect }),
+    });
+    if (options.json) writeJson(record);
+    else process.stdout.write(`${record.reference}\n`);
+  }),
+);
+
+addCommonOptions(
+  program
+    .command("names")
+    .description("list the names in the index with their tags")
+    .option("--prefix <prefix>", "only names that start with this text"),
+).action(
+  action(async (options: GlobalOptions & { prefix?: string }) => {
+    const { names } = await import("./commands/resolve.js");
+    const listings = await names(options.prefix ?? "", commandOptions(options));
+    if (options.json) return writeJson({ names: listings });
+    const { writeTable } = await import("./output/table.js");
+    const rows = listings.map((listing) => [
+      listing.name,
+      listing.tags.map((tag) => tag.tag).join(","),
+    ]);
+    writeTable(["NAME", "TAGS"], rows);
   }),
 );
 

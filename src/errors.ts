@@ -4,6 +4,7 @@ export const ExitCode = {
   failed: 1,
   usage: 2,
   notFound: 3,
+  conflict: 4,
   interrupted: 130,
 } as const;
 
@@ -50,6 +51,13 @@ export class NotFoundError extends ModalImageError {
 export class OperationError extends ModalImageError {
   constructor(message: string, details: ErrorDetails = {}) {
     super(message, ExitCode.failed, details);
+  }
+}
+
+/** A tag did not have the value `--expect` named, so it was left as it was. */
+export class ConflictError extends ModalImageError {
+  constructor(message: string, details: ErrorDetails = {}) {
+    super(message, ExitCode.conflict, details);
   }
 }
 

@@ -61,12 +61,16 @@ export function assertTag(tag: string): void {
   }
 }
 
+/** Splits `NAME[:TAG]` at the tag's colon without checking either part. */
+export function splitNameRef(input: string): NameRef {
+  const colon = input.lastIndexOf(":");
+  if (colon <= input.lastIndexOf("/")) return { name: input, tag: defaultTag };
+  return { name: input.slice(0, colon), tag: input.slice(colon + 1) };
+}
+
 /** Parses `NAME[:TAG]`, with the tag defaulting to `latest`. Never rewrites the input. */
 export function parseNameRef(input: string): NameRef {
-  const colon = input.lastIndexOf(":");
-  const hasTag = colon > input.lastIndexOf("/");
-  const name = hasTag ? input.slice(0, colon) : input;
-  const tag = hasTag ? input.slice(colon + 1) : defaultTag;
+  const { name, tag } = splitNameRef(input);
   assertName(name);
   assertTag(tag);
   return { name, tag };

@@ -4,7 +4,7 @@ import { dockerfilePath } from "../dockerfile/generate.js";
 import { UsageError } from "../errors.js";
 import { loadConfig, type LoadedConfig } from "../config/load.js";
 import type { Image } from "../image/image.js";
-import type { TagRecord } from "../index-store/local.js";
+import { parseExpected } from "../index-store/local.js";
 import {
   formatNameRef,
   parseNameRef,
@@ -22,6 +22,8 @@ export interface BuildOptions extends CommandOptions {
   publish?: readonly string[];
   /** Overrides `MODAL_IMAGE_REGISTRY` and the config's `registry`. */
   registry?: string;
+  /** The digest each published tag must have before it moves, or `none`. */
+  expect?: string;
   /** Build without the daemon's layer cache. */
   noCache?: boolean;
 }
@@ -100,6 +102,13 @@ function plan(
  */
 export async function build(options: BuildOptions = {}): Promise<BuildResult> {
   const publishRefs = (options.publish ?? []).map(parseNameRef);
+  const expect = parseExpected(options.expect);
+  // One expected value cannot describe several tags, and a second failure would leave the first moved.
+  if (expect !== undefined && publishRefs.length !== 1) {
+    throw new UsageError("--expect needs exactly one --publish", {
+      hint: "name the tag to move: modal-image build --publish NAME[:TAG] --expect DIGEST",
+    });
+  }
   const config = await loadConfig(options);
   const registry = chooseRegistry(options, config);
   const targets = plan(config, options.images ?? [], publishRefs);
@@ -130,12 +139,8 @@ export async function build(options: BuildOptions = {}): Promise<BuildResult> {
         phase: "publish",
         detail: formatNameRef(ref),
       });
-      const record: TagRecord = await index.publish(ref, {
-        reference: built.reference,
-        digest: built.digest,
-        action: "build",
-        image: built.image,
-      });
+      const value = { reference: built.reference, digest: built.digest, image: built.image };
+      const record = await index.publish(ref, { ...value, action: "build" }, expect);
       built.published.push(formatNameRef(record));
     }
     options.onProgress?.({ type: "done", image: built.image, reference: built.reference });

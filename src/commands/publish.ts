@@ -1,5 +1,5 @@
 import { NotFoundError, UsageError } from "../errors.js";
-import type { TagRecord } from "../index-store/local.js";
+import { parseExpected, type TagRecord } from "../index-store/local.js";
 import { isDigest, parseImageReference, parseNameRef, parsePinnedReference } from "../names.js";
 import { openIndex, type CommandOptions } from "./options.js";
 
@@ -54,22 +54,27 @@ async function checkExists(
 export async function publish(
   source: string,
   target: string,
-  options: CommandOptions = {},
+  options: CommandOptions & { expect?: string } = {},
 ): Promise<TagRecord> {
   const targetRef = parseNameRef(target);
   const parsed = parseSource(source);
+  const expect = parseExpected(options.expect);
   const index = openIndex(options);
   if (parsed.kind === "name") {
     const record = await index.resolve(parseNameRef(parsed.input));
-    return index.publish(targetRef, {
-      reference: record.reference,
-      digest: record.digest,
-      action: "publish",
-      ...(record.image === undefined ? {} : { image: record.image }),
-    });
+    return index.publish(
+      targetRef,
+      {
+        reference: record.reference,
+        digest: record.digest,
+        action: "publish",
+        ...(record.image === undefined ? {} : { image: record.image }),
+      },
+      expect,
+    );
   }
   await checkExists(parsed, options);
   const reference = parsed.kind === "imageId" ? parsed.id : parsed.reference;
   const digest = parsed.kind === "imageId" ? parsed.id : parsed.digest;
-  return index.publish(targetRef, { reference, digest, action: "publish" });
+  return index.publish(targetRef, { reference, digest, action: "publish" }, expect);
 }

@@ -1,5 +1,5 @@
-import type { TagRecord } from "../index-store/local.js";
-import { parseNameRef } from "../names.js";
+import type { NameListing, TagRecord } from "../index-store/types.js";
+import { assertName, parseNameRef } from "../names.js";
 import { openIndex, type CommandOptions } from "./options.js";
 
 /** Looks a `NAME[:TAG]` up in the name index; throws a NotFoundError (exit 3) when it is missing. */
@@ -9,7 +9,16 @@ export async function resolve(nameRef: string, options: CommandOptions = {}): Pr
 
 /** Lists the tags of a name, newest first; throws a NotFoundError (exit 3) when it has none. */
 export async function tags(name: string, options: CommandOptions = {}): Promise<TagRecord[]> {
-  const { assertName } = await import("../names.js");
   assertName(name);
   return openIndex(options).tags(name);
+}
+
+/** Lists every value a tag has had, newest first, with how it got there. */
+export async function history(nameRef: string, options: CommandOptions = {}): Promise<TagRecord[]> {
+  return openIndex(options).history(parseNameRef(nameRef));
+}
+
+/** Lists the names in the index that start with `prefix`, each with its tags. */
+export async function names(prefix = "", options: CommandOptions = {}): Promise<NameListing[]> {
+  return openIndex(options).names(prefix);
 }

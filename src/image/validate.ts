@@ -1,4 +1,11 @@
-import { isValidName, isValidTag, nameGrammar, parseImageReference, tagGrammar } from "../names.js";
+import {
+  isValidName,
+  isValidTag,
+  nameGrammar,
+  parseImageReference,
+  splitNameRef,
+  tagGrammar,
+} from "../names.js";
 import {
   optionList,
   type Image,
@@ -85,7 +92,7 @@ function checkBase(base: ImageBase, problems: ProblemList): void {
         problems.text("fromDockerfile.contextDir", base.contextDir);
       return;
     case "fromName": {
-      const ref = typeof base.name === "string" ? splitName(base.name) : undefined;
+      const ref = typeof base.name === "string" ? splitNameRef(base.name) : undefined;
       if (!ref || !isValidName(ref.name) || !isValidTag(ref.tag)) {
         problems.add(
           "fromName",
@@ -97,12 +104,6 @@ function checkBase(base: ImageBase, problems: ProblemList): void {
     case "fromScratch":
       return;
   }
-}
-
-function splitName(input: string): { name: string; tag: string } {
-  const colon = input.lastIndexOf(":");
-  if (colon <= input.lastIndexOf("/")) return { name: input, tag: "latest" };
-  return { name: input.slice(0, colon), tag: input.slice(colon + 1) };
 }
 
 function checkList(

@@ -1,122 +1,244 @@
 import { randomBytes } from "node:crypto";
-import { constants } from "node:fs";
 import fs from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
-import { setTimeout as sleep } from "node:timers/promises";
-import { NotFoundError, OperationError } from "../errors.js";
+import { ConflictError, NotFoundError, UsageError } from "../errors.js";
 import { formatNameRef, type NameRef } from "../names.js";
+import {
+  findValue,
+  formatEntry,
+  matches,
+  parseLog,
+  replay,
+  rollbackTarget,
+  toRecord,
+  valueOf,
+  type AppliedEntry,
+  type LogEntry,
+  type Replay,
+} from "./log.js";
+import type {
+  ExpectedValue,
+  NameIndex,
+  NameListing,
+  NewTagValue,
+  RollbackOptions,
+  TagRecord,
+} from "./types.js";
 
-/** The operation that gave a tag its value. */
-export type PublishAction = "build" | "publish";
+export type { TagRecord } from "./types.js";
 
-/** The value of one tag: the pinned reference it resolves to, and where it came from. */
-export interface TagRecord {
-  name: string;
-  tag: string;
-  /** `REGISTRY/REPO@sha256:...`, or a local image ID `sha256:...` when no registry is set. */
-  reference: string;
-  /** The manifest digest, or the image ID when no registry is set. */
-  digest: string;
-  /** ISO 8601 time in UTC. */
-  publishedAt: string;
-  action: PublishAction;
-  /** The image definition the value was built from, where it was built by this tool. */
-  image?: string;
-  host: string;
-  user: string;
-}
-
-export type NewTagValue = Pick<TagRecord, "reference" | "digest" | "action" | "image">;
-
-const lockTimeoutMs = 10_000;
+// Reading only the end of a long log is enough for its current value in the common case.
+const tailBytes = 64 * 1024;
+const tagsDir = "_tags";
+const logSuffix = ".log";
 
 /**
- * The name index on local disk. Each tag is one small JSON file. A publish writes the new value
- * to a `.lock` file next to it and renames that over the old file, as git updates refs. So a
- * reader sees the old or the new value and never a partial file. Each tag also has an append-only
- * history with one JSON line per value it has had.
+ * The name index on local disk. Each tag is an append-only log of JSON lines, and its value is
+ * the last entry that applied. A change is one O_APPEND write of one line, which Linux applies
+ * whole and in order on local file systems, so concurrent writers need no lock, a reader never
+ * sees a partial value, and a writer killed at any point leaves the old or the new value.
  *
- * Layout under `<home>/index/`: `<name>/_tags/<tag>.json` and `<name>/_history/<tag>.jsonl`.
- * `_tags` cannot collide with a name component, which never starts with `_`.
+ * Layout: `<home>/index/<name>/_tags/<tag>.log`. `_tags` cannot be a name component, because
+ * components start with a lowercase letter or a digit.
+ *
+ * NOTE: on NFS, O_APPEND writes from several machines are not atomic; use the registry index.
  */
-export class LocalIndex {
+export class LocalIndex implements NameIndex {
   readonly root: string;
 
   constructor(home: string) {
     this.root = path.join(home, "index");
   }
 
-  private tagFile(ref: NameRef): string {
-    return path.join(this.root, ref.name, "_tags", `${ref.tag}.json`);
+  private logFile(ref: NameRef): string {
+    return path.join(this.root, ref.name, tagsDir, `${ref.tag}${logSuffix}`);
   }
 
-  private historyFile(ref: NameRef): string {
-    return path.join(this.root, ref.name, "_history", `${ref.tag}.jsonl`);
+  private async readLog(ref: NameRef): Promise<Replay> {
+    return replay(parseLog((await readIfExists(this.logFile(ref))) ?? ""));
   }
 
-  /** Returns the tag's value, or undefined when the name or tag does not exist. */
+  /** Reads only as much of the log as its current value needs. */
+  private async readCurrent(ref: NameRef): Promise<AppliedEntry | undefined> {
+    const file = this.logFile(ref);
+    const tail = await readTail(file, tailBytes);
+    if (tail === undefined) return undefined;
+    const entries = parseLog(tail.text);
+    // From the last entry that applies unconditionally, the rest of the tail decides the value.
+    const start = entries.findLastIndex((entry) => entry.expect === undefined);
+    if (start >= 0 || !tail.partial) return replay(entries.slice(Math.max(start, 0))).current;
+    return (await this.readLog(ref)).current;
+  }
+
   async get(ref: NameRef): Promise<TagRecord | undefined> {
-    const text = await readIfExists(this.tagFile(ref));
-    return text === undefined ? undefined : parseRecord(text, this.tagFile(ref));
+    const current = await this.readCurrent(ref);
+    if (valueOf(current) === null) return undefined;
+    return toRecord(ref.name, ref.tag, current!.entry);
   }
 
-  /** Returns the tag's value, or throws a NotFoundError (exit 3). */
   async resolve(ref: NameRef): Promise<TagRecord> {
     const record = await this.get(ref);
     if (record) return record;
-    const tags = await this.tags(ref.name).catch(() => []);
+    const tags = await this.tagRecords(ref.name);
     throw new NotFoundError(`name ${formatNameRef(ref)} not found`, {
       hint:
         tags.length > 0
-          ? `${ref.name} has tags ${tags.map((record) => record.tag).join(", ")}`
+          ? `${ref.name} has tags ${tags.map((tag) => tag.tag).join(", ")}`
           : `build and publish it first: modal-image build --publish ${formatNameRef(ref)}`,
     });
   }
 
-  /** Lists a name's tags, newest first; throws a NotFoundError when it has none. */
-  async tags(name: string): Promise<TagRecord[]> {
-    const dir = path.join(this.root, name, "_tags");
-    const files = await fs.readdir(dir).catch((error: NodeJS.ErrnoException) => {
-      if (error.code === "ENOENT") return [];
-      throw error;
-    });
+  private async tagRecords(name: string): Promise<TagRecord[]> {
+    const files = await readdirIfExists(path.join(this.root, name, tagsDir));
     const records: TagRecord[] = [];
-    for (const file of files.filter((entry) => entry.endsWith(".json"))) {
-      const text = await readIfExists(path.join(dir, file));
-      if (text !== undefined) records.push(parseRecord(text, path.join(dir, file)));
-    }
-    if (records.length === 0) {
-      throw new NotFoundError(`name ${name} not found`, {
-        hint: `build and publish it first: modal-image build --publish ${name}`,
-      });
+    for (const file of files.filter((entry) => entry.endsWith(logSuffix))) {
+      const record = await this.get({ name, tag: file.slice(0, -logSuffix.length) });
+      if (record) records.push(record);
     }
     return records.sort(
       (a, b) => b.publishedAt.localeCompare(a.publishedAt) || a.tag.localeCompare(b.tag),
     );
   }
 
-  /** Points the tag at a new value and appends it to the tag's history. */
-  async publish(ref: NameRef, value: NewTagValue): Promise<TagRecord> {
-    const record: TagRecord = {
-      name: ref.name,
-      tag: ref.tag,
+  async tags(name: string): Promise<TagRecord[]> {
+    const records = await this.tagRecords(name);
+    if (records.length === 0) {
+      throw new NotFoundError(`name ${name} not found`, {
+        hint: `build and publish it first: modal-image build --publish ${name}`,
+      });
+    }
+    return records;
+  }
+
+  async history(ref: NameRef): Promise<TagRecord[]> {
+    const { applied } = await this.readLog(ref);
+    if (applied.length === 0) {
+      throw new NotFoundError(`name ${formatNameRef(ref)} has no history`, {
+        hint: `build and publish it first: modal-image build --publish ${formatNameRef(ref)}`,
+      });
+    }
+    return applied.map((entry) => toRecord(ref.name, ref.tag, entry.entry)).reverse();
+  }
+
+  async publish(ref: NameRef, value: NewTagValue, expect?: ExpectedValue): Promise<TagRecord> {
+    const entry = newEntry({
+      action: value.action,
       reference: value.reference,
       digest: value.digest,
-      publishedAt: new Date().toISOString(),
-      action: value.action,
       ...(value.image === undefined ? {} : { image: value.image }),
-      host: os.hostname(),
-      user: os.userInfo().username,
-    };
-    const file = this.tagFile(ref);
-    await fs.mkdir(path.dirname(file), { recursive: true });
-    await replaceUnderLock(file, `${JSON.stringify(record, null, 2)}\n`);
-    const history = this.historyFile(ref);
-    await fs.mkdir(path.dirname(history), { recursive: true });
-    await fs.appendFile(history, `${JSON.stringify(record)}\n`);
+    });
+    return this.append(ref, entry, expect);
+  }
+
+  async rollback(ref: NameRef, options: RollbackOptions = {}): Promise<TagRecord> {
+    const replayed = await this.readLog(ref);
+    const label = formatNameRef(ref);
+    if (!matches(options.expect, replayed.current))
+      throw conflict(label, options.expect, replayed.current);
+    const target = options.to ? findValue(replayed, options.to) : rollbackTarget(replayed);
+    if (!target) {
+      if (options.to) {
+        throw new NotFoundError(`${label} never had the value ${options.to}`, {
+          hint: `list its values with: modal-image history ${label}`,
+        });
+      }
+      throw new NotFoundError(`${label} has no earlier value to roll back to`, {
+        hint: `list its values with: modal-image history ${label}`,
+      });
+    }
+    const entry = newEntry({
+      action: "rollback",
+      reference: target.entry.reference,
+      digest: target.entry.digest,
+      restores: target.entry.id,
+      ...(target.entry.image === undefined ? {} : { image: target.entry.image }),
+    });
+    // The target was chosen from what was read, so the change must apply to that same value.
+    return this.append(ref, entry, valueOf(replayed.current));
+  }
+
+  async untag(ref: NameRef, expect?: ExpectedValue): Promise<TagRecord> {
+    const record = await this.resolve(ref);
+    const entry = newEntry({ action: "untag", reference: null, digest: null });
+    await this.append(ref, entry, expect === undefined ? record.digest : expect);
     return record;
   }
+
+  async names(prefix = ""): Promise<NameListing[]> {
+    const listings: NameListing[] = [];
+    for (const name of await this.walkNames("")) {
+      if (!name.startsWith(prefix)) continue;
+      const tags = await this.tagRecords(name);
+      if (tags.length > 0) listings.push({ name, tags });
+    }
+    return listings.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  }
+
+  private async walkNames(relative: string): Promise<string[]> {
+    const found: string[] = [];
+    const entries = await fs
+      .readdir(path.join(this.root, relative), { withFileTypes: true })
+      .catch((error: NodeJS.ErrnoException) => {
+        if (error.code === "ENOENT") return [];
+        throw error;
+      });
+    for (const entry of entries) {
+      if (!entry.isDirectory()) continue;
+      if (entry.name === tagsDir) found.push(relative);
+      else
+        found.push(...(await this.walkNames(relative ? `${relative}/${entry.name}` : entry.name)));
+    }
+    return found;
+  }
+
+  /**
+   * Appends one entry with one write. An entry with an expected value is then checked against
+   * the log: if another writer's line came first and changed the value, it did not apply.
+   */
+  private async append(ref: NameRef, entry: LogEntry, expect: ExpectedValue): Promise<TagRecord> {
+    const file = this.logFile(ref);
+    const written: LogEntry = expect === undefined ? entry : { ...entry, expect };
+    await fs.mkdir(path.dirname(file), { recursive: true });
+    const handle = await fs.open(file, "a");
+    try {
+      await handle.write(formatEntry(written));
+      await handle.datasync();
+    } finally {
+      await handle.close();
+    }
+    if (expect !== undefined) {
+      const replayed = await this.readLog(ref);
+      if (replayed.rejected.has(entry.id)) {
+        throw conflict(formatNameRef(ref), expect, replayed.rejected.get(entry.id));
+      }
+    }
+    return toRecord(ref.name, ref.tag, written);
+  }
+}
+
+function newEntry(
+  fields: Pick<LogEntry, "action" | "reference" | "digest" | "image" | "restores">,
+): LogEntry {
+  return {
+    id: randomBytes(12).toString("hex"),
+    ...fields,
+    at: new Date().toISOString(),
+    host: os.hostname(),
+    user: os.userInfo().username,
+  };
+}
+
+function conflict(
+  label: string,
+  expect: ExpectedValue,
+  current: AppliedEntry | undefined,
+): ConflictError {
+  const actual = valueOf(current);
+  return new ConflictError(
+    `${label} is ${actual ?? "not set"}, not the expected ${expect ?? "not set"}; nothing changed`,
+    { hint: `check the current value with: modal-image resolve ${label}` },
+  );
 }
 
 async function readIfExists(file: string): Promise<string | undefined> {
@@ -128,48 +250,47 @@ async function readIfExists(file: string): Promise<string | undefined> {
   }
 }
 
-function parseRecord(text: string, file: string): TagRecord {
+async function readdirIfExists(dir: string): Promise<string[]> {
   try {
-    return JSON.parse(text) as TagRecord;
-  } catch {
-    throw new OperationError(`the name index file ${file} is not valid JSON`, {
-      hint: "restore it from its history file next to it, or remove it and publish the tag again",
-    });
+    return await fs.readdir(dir);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === "ENOENT") return [];
+    throw error;
   }
 }
 
-/** Writes `content` to `<file>.lock`, created exclusively, then renames it over `file`. */
-async function replaceUnderLock(file: string, content: string): Promise<void> {
-  const lock = `${file}.lock`;
-  const deadline = Date.now() + lockTimeoutMs;
-  for (;;) {
-    let handle: fs.FileHandle;
-    try {
-      handle = await fs.open(
-        lock,
-        constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL,
-        0o644,
-      );
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== "EEXIST") throw error;
-      if (Date.now() > deadline) {
-        throw new OperationError(`timed out waiting for the lock ${lock}`, {
-          hint: "another publish holds it; if no modal-image process is running, remove the file",
-        });
-      }
-      await sleep(5 + (randomBytes(1)[0]! % 45));
-      continue;
-    }
-    try {
-      await handle.writeFile(content);
-      await handle.sync();
-    } catch (error) {
-      await handle.close();
-      await fs.rm(lock, { force: true });
-      throw error;
-    }
-    await handle.close();
-    await fs.rename(lock, file);
-    return;
+/** Reads the last `bytes` of a file; `partial` is true when the start was cut off. */
+async function readTail(
+  file: string,
+  bytes: number,
+): Promise<{ text: string; partial: boolean } | undefined> {
+  let handle: fs.FileHandle;
+  try {
+    handle = await fs.open(file, "r");
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === "ENOENT") return undefined;
+    throw error;
   }
+  try {
+    const { size } = await handle.stat();
+    const start = Math.max(0, size - bytes);
+    const buffer = Buffer.alloc(size - start);
+    await handle.read(buffer, 0, buffer.length, start);
+    let text = buffer.toString("utf8");
+    // A cut-off first line is not a whole entry.
+    if (start > 0) text = text.slice(text.indexOf("\n") + 1);
+    return { text, partial: start > 0 };
+  } finally {
+    await handle.close();
+  }
+}
+
+/** Reads `--expect` text: a digest, or `none` for a tag that must not exist. */
+export function parseExpected(value: string | undefined): ExpectedValue {
+  if (value === undefined) return undefined;
+  if (value === "none") return null;
+  if (/^sha256:[a-f0-9]{64}$/.test(value)) return value;
+  throw new UsageError(`invalid --expect value ${JSON.stringify(value)}`, {
+    hint: "use the digest the tag must have (sha256:<64 hex>), or none for a tag that must not exist",
+  });
 }
