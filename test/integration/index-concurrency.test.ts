@@ -93,7 +93,7 @@ describe("name index under concurrent processes", () => {
         const tags = await cli(["tags", "app"]);
         if (
           tags.exitCode !== 0 ||
-          !/^latest  sha256:[a-f0-9]{64}  \S+\n$/.test(String(tags.stdout))
+          !/^latest {2}sha256:[a-f0-9]{64} {2}\S+\n$/.test(String(tags.stdout))
         ) {
           problems.push(`tags: ${tags.exitCode} ${String(tags.stdout)} ${String(tags.stderr)}`);
         }
