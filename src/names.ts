@@ -25,6 +25,9 @@ export const tagGrammar = "[A-Za-z0-9_][A-Za-z0-9._-]{0,127}";
 
 export const defaultTag = "latest";
 
+/** Tags this tool pushes for its own use start with this; names cannot use such tags. */
+export const reservedTagPrefix = "_";
+
 /** A parsed `NAME[:TAG]`. */
 export interface NameRef {
   name: string;
@@ -54,6 +57,14 @@ export function assertName(name: string, kind = "name"): void {
 
 /** Checks a TAG and throws a UsageError that quotes the grammar. */
 export function assertTag(tag: string): void {
+  if (tag.startsWith(reservedTagPrefix)) {
+    throw new UsageError(
+      `invalid tag ${JSON.stringify(tag)}: tags starting with "${reservedTagPrefix}" are reserved`,
+      {
+        hint: `modal-image pushes its own build tags with that prefix; choose a tag such as "${tag.slice(1) || "latest"}"`,
+      },
+    );
+  }
   if (!isValidTag(tag)) {
     throw new UsageError(`invalid tag ${JSON.stringify(tag)}`, {
       hint: `a tag matches ${tagGrammar}, for example "latest" or "v1.2"`,

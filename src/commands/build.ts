@@ -6,6 +6,7 @@ import { loadConfig, type LoadedConfig } from "../config/load.js";
 import type { Image } from "../image/image.js";
 import { parseExpected } from "../index-store/local.js";
 import {
+  reservedTagPrefix,
   formatNameRef,
   parseNameRef,
   parseRegistry,
@@ -157,7 +158,7 @@ async function buildAndPush(
 ): Promise<BuiltImage> {
   const { buildImage, pushImage } = await import("../docker/client.js");
   const { packContext } = await import("../context/tar.js");
-  const tag = `def-${image.definitionHash.slice("sha256:".length)}`;
+  const tag = `${reservedTagPrefix}def-${image.definitionHash.slice("sha256:".length)}`;
   const report = options.onProgress;
   report?.({ type: "phase", image: image.key, phase: "build" });
   const context = packContext(image.entries, [

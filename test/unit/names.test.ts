@@ -15,7 +15,7 @@ describe("parseNameRef", () => {
     ["analytics-runtime", { name: "analytics-runtime", tag: "latest" }],
     ["analytics-runtime:v1", { name: "analytics-runtime", tag: "v1" }],
     ["team/app:2024.01_rc-1", { name: "team/app", tag: "2024.01_rc-1" }],
-    ["a__b.c--d/e:_x", { name: "a__b.c--d/e", tag: "_x" }],
+    ["a__b.c--d/e:x_", { name: "a__b.c--d/e", tag: "x_" }],
     [`a:${"T".repeat(128)}`, { name: "a", tag: "T".repeat(128) }],
   ])("accepts %s", (input, expected) => {
     expect(parseNameRef(input)).toEqual(expected);
@@ -27,6 +27,7 @@ describe("parseNameRef", () => {
     "app:",
     ":tag",
     "app:-tag",
+    "app:_reserved",
     "app:.tag",
     `app:${"t".repeat(129)}`,
     "app/",
