@@ -99,7 +99,7 @@ const program = new Command("modal-image")
   })
   .addHelpText(
     "after",
-    "\nExit codes: 0 success, 1 failed operation, 2 invalid input, 3 not found, 130 interrupted;\n`run` exits with the container's code.",
+    "\nExit codes: 0 success, 1 failed operation, 2 invalid input, 3 not found, 4 --expect conflict,\n130 interrupted;\n`run` exits with the container's code.",
   );
 
 addCommonOptions(
