@@ -78,8 +78,10 @@ describe("history, rollback, untag and names", () => {
     expect(to.stdout).toBe(`${reference(3)}\n`);
     const missing = await project.cli(["rollback", "team/app", "--to", digest(9)]);
     expect(missing.exitCode).toBe(3);
-    const history = JSON.parse((await project.cli(["history", "team/app", "--json"])).stdout);
-    expect(history.history.map((entry: { action: string }) => entry.action)).toEqual([
+    const history = JSON.parse((await project.cli(["history", "team/app", "--json"])).stdout) as {
+      history: Array<{ action: string }>;
+    };
+    expect(history.history.map((entry) => entry.action)).toEqual([
       "rollback",
       "rollback",
       "publish",
@@ -97,8 +99,10 @@ describe("history, rollback, untag and names", () => {
 
     const names = await project.cli(["names", "--prefix", "team/"]);
     expect(names.stdout).toBe("team/app  v1\n");
-    const all = JSON.parse((await project.cli(["names", "--json"])).stdout);
-    expect(all.names.map((listing: { name: string }) => listing.name)).toEqual([
+    const all = JSON.parse((await project.cli(["names", "--json"])).stdout) as {
+      names: Array<{ name: string }>;
+    };
+    expect(all.names.map((listing) => listing.name)).toEqual([
       "source1",
       "source2",
       "source3",
