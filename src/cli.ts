@@ -2,7 +2,6 @@ import { readFileSync } from "node:fs";
 import { Command, CommanderError } from "commander";
 import { ExitCode } from "./errors.js";
 import { splitNameRef } from "./names.js";
-import { reportError } from "./output/report-error.js";
 
 interface GlobalOptions {
   json?: boolean;
@@ -23,8 +22,13 @@ let signalCount = 0;
 for (const signal of ["SIGINT", "SIGTERM"] as const) {
   process.on(signal, () => {
     signalCount += 1;
-    // The first signal aborts the daemon's work and lets cleanup run; a second one exits now.
-    if (signalCount > 1) process.exit(ExitCode.interrupted);
+    // The first signal aborts the daemon's work and lets cleanup (removing the build or run
+    // container) finish. A quick second Ctrl-C must not cut that short, so only a third exits
+    // at once.
+    if (signalCount === 2) {
+      process.stderr.write("cleaning up; interrupt once more to exit without cleanup\n");
+    }
+    if (signalCount > 2) process.exit(ExitCode.interrupted);
     interruption.abort(new Error(`received ${signal}`));
   });
 }
@@ -62,6 +66,8 @@ function action<Args extends unknown[]>(
       const code = await handler(options, ...positional);
       process.exitCode = code ?? ExitCode.ok;
     } catch (error) {
+      // Loaded only on failure, because it brings in chalk.
+      const { reportError } = await import("./output/report-error.js");
       process.exitCode = reportError(error, {
         json: options.json ?? false,
         debug: options.debug ?? false,
@@ -326,7 +332,13 @@ try {
       error.code,
     );
     process.exitCode = done ? ExitCode.ok : ExitCode.usage;
+    // commander has printed the message on stderr; --json still owes stdout its one document.
+    if (!done && process.argv.includes("--json")) {
+      const message = error.message.replace(/^error: /, "");
+      process.stdout.write(`${JSON.stringify({ error: { message, exitCode: ExitCode.usage } })}\n`);
+    }
   } else {
+    const { reportError } = await import("./output/report-error.js");
     process.exitCode = reportError(error, { json: false, debug: process.argv.includes("--debug") });
   }
 }

@@ -82,8 +82,18 @@ export function splitNameRef(input: string): NameRef {
 /** Parses `NAME[:TAG]`, with the tag defaulting to `latest`. Never rewrites the input. */
 export function parseNameRef(input: string): NameRef {
   const { name, tag } = splitNameRef(input);
-  assertName(name);
-  assertTag(tag);
+  try {
+    assertName(name);
+    assertTag(tag);
+  } catch (error) {
+    // "x:y:z" fails on its name "x:y"; the message should show what the user typed.
+    if (error instanceof UsageError && name !== input) {
+      throw new UsageError(`${error.message} in ${JSON.stringify(input)}`, {
+        hint: `write NAME[:TAG]; ${error.hint ?? ""}`.replace(/; $/, ""),
+      });
+    }
+    throw error;
+  }
   return { name, tag };
 }
 

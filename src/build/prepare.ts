@@ -30,7 +30,13 @@ async function readBaseDockerfile(image: Image, baseDir: string) {
   if (image.base.kind !== "fromDockerfile") return undefined;
   const file = path.resolve(baseDir, image.base.path);
   const text = await fs.readFile(file, "utf8").catch((error: NodeJS.ErrnoException) => {
-    throw new UsageError(`cannot read Dockerfile ${file}: ${error.code ?? error.message}`, {
+    const reason =
+      error.code === "ENOENT"
+        ? "not found"
+        : error.code === "EISDIR"
+          ? "is a directory"
+          : error.message;
+    throw new UsageError(`Dockerfile ${file}: ${reason}`, {
       hint: "check the path given to Image.fromDockerfile; relative paths start at the config file's directory",
     });
   });

@@ -84,6 +84,9 @@ function plan(
     if (requested.length > 0 && !targets.has(key)) {
       throw new UsageError(
         `--publish ${formatNameRef(ref)} names ${key}, which is not being built`,
+        {
+          hint: `add ${key} to the images to build: modal-image build ${[...requested, key].join(" ")} --publish ${formatNameRef(ref)}`,
+        },
       );
     }
     targets.set(key, [...(targets.get(key) ?? []), ref]);
@@ -127,8 +130,15 @@ export async function build(options: BuildOptions = {}): Promise<BuildResult> {
   const auth = registry ? await resolveRegistryAuth(registry.host, options.env) : undefined;
   const results: BuiltImage[] = [];
   for (const { prepared: image, repository } of prepared) {
-    const built = await buildAndPush(image, repository, registry !== undefined, auth, options);
-    results.push(built);
+    try {
+      results.push(await buildAndPush(image, repository, registry !== undefined, auth, options));
+    } catch (error) {
+      // With several images, the message must say which one failed.
+      if (error instanceof Error && prepared.length > 1) {
+        error.message = `image ${image.key}: ${error.message}`;
+      }
+      throw error;
+    }
   }
   // Names move only after every image was built and pushed.
   for (const [position, { publish }] of prepared.entries()) {

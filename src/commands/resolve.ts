@@ -1,5 +1,6 @@
 import type { NameListing, TagRecord } from "../index-store/types.js";
-import { assertName, parseNameRef } from "../names.js";
+import { UsageError } from "../errors.js";
+import { assertName, parseNameRef, splitNameRef } from "../names.js";
 import { openIndex, type CommandOptions } from "./options.js";
 
 /** Looks a `NAME[:TAG]` up in the name index; throws a NotFoundError (exit 3) when it is missing. */
@@ -9,6 +10,11 @@ export async function resolve(nameRef: string, options: CommandOptions = {}): Pr
 
 /** Lists the tags of a name, newest first; throws a NotFoundError (exit 3) when it has none. */
 export async function tags(name: string, options: CommandOptions = {}): Promise<TagRecord[]> {
+  if (name.includes(":")) {
+    throw new UsageError(`invalid name ${JSON.stringify(name)}: tags takes a NAME without a tag`, {
+      hint: `list the tags with: modal-image tags ${splitNameRef(name).name}`,
+    });
+  }
   assertName(name);
   return openIndex(options).tags(name);
 }

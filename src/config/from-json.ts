@@ -30,8 +30,17 @@ const layers: Record<string, (image: Image, args: Args) => Image> = {
 };
 /* eslint-enable @typescript-eslint/no-unsafe-argument */
 
-// Methods whose one argument is itself a list or an object, so a JSON array is that argument.
-const singleArgument = new Set(["env", "entrypoint", "cmd", "debianSlim", "fromScratch"]);
+// Methods that take one value, which may itself be a list or an object: the JSON value is that
+// argument as it is, so validation sees a wrong type instead of a silently split string.
+const singleArgument = new Set([
+  "env",
+  "entrypoint",
+  "cmd",
+  "workdir",
+  "debianSlim",
+  "fromRegistry",
+  "fromName",
+]);
 
 type Call = [method: string, value: unknown];
 

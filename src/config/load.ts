@@ -1,4 +1,5 @@
 import { existsSync } from "node:fs";
+import fs from "node:fs/promises";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { cosmiconfig, type Loader } from "cosmiconfig";
@@ -39,53 +40,91 @@ const loadModule: Loader = async (filepath) => {
   const jiti = createJiti(import.meta.url, {
     alias: { "modal-image": packageEntry() },
     moduleCache: false,
-    interopDefault: true,
+    interopDefault: false,
   });
   const module = await jiti.import<Record<string, unknown>>(filepath);
-  if (typeof module !== "object" || module === null || !("default" in module)) {
-    throw new UsageError(`${filepath} has no default export`, {
-      hint: "end the file with: export default defineConfig({ images: { ... } })",
-    });
+  if (typeof module === "object" && module !== null && "default" in module) {
+    // cosmiconfig fails on a loader result of null with a TypeError, so report it here.
+    if (module.default === null || module.default === undefined) {
+      throw new UsageError(
+        `invalid config ${filepath}: expected an object with "images", got ${String(module.default)}`,
+        { hint: "export default defineConfig({ images: { ... } })" },
+      );
+    }
+    return module.default;
   }
-  return module.default;
+  // A CommonJS config assigns the config itself to module.exports.
+  if (typeof module === "object" && module !== null && "images" in module) return module;
+  throw new UsageError(`${filepath} has no default export`, {
+    hint: "end the file with: export default defineConfig({ images: { ... } })",
+  });
 };
+
+const searchPlaces = ["package.json", ...configFileNames];
+const loadableExtensions = [".ts", ".mts", ".js", ".mjs", ".cjs", ".json"];
 
 function explorer() {
   return cosmiconfig("modal-image", {
-    searchPlaces: ["package.json", ...configFileNames],
-    loaders: {
-      ".ts": loadModule,
-      ".mts": loadModule,
-      ".js": loadModule,
-      ".mjs": loadModule,
-      ".cjs": loadModule,
-    },
-    searchStrategy: "global",
-    stopDir: path.parse(process.cwd()).root,
+    searchPlaces,
+    loaders: Object.fromEntries(
+      loadableExtensions
+        .filter((extension) => extension !== ".json")
+        .map((ext) => [ext, loadModule]),
+    ),
+    // One directory per call: the upward walk below stops at the file system root and, unlike
+    // cosmiconfig's "global" strategy, never falls back to ~/.config.
+    searchStrategy: "none",
+    // An empty config file is an error to report, not a reason to keep searching.
+    ignoreEmptySearchPlaces: false,
     cache: false,
   });
+}
+
+async function checkNamedConfig(file: string): Promise<void> {
+  const stats = await fs.stat(file).catch(() => undefined);
+  if (!stats) {
+    throw new UsageError(`config file not found: ${file}`, {
+      hint: "check the path given to -c/--config",
+    });
+  }
+  if (stats.isDirectory()) {
+    throw new UsageError(`config path is a directory: ${file}`, {
+      hint: `name the file itself, such as -c ${path.join(file, "image.config.ts")}`,
+    });
+  }
+  if (path.basename(file) !== "package.json" && !loadableExtensions.includes(path.extname(file))) {
+    throw new UsageError(`unsupported config file type: ${file}`, {
+      hint: `use one of ${loadableExtensions.join(", ")}, or a package.json with a "modal-image" key`,
+    });
+  }
+}
+
+async function searchUpward(cwd: string): Promise<{ filepath: string; config: unknown } | null> {
+  const search = explorer();
+  for (let dir = path.resolve(cwd); ; dir = path.dirname(dir)) {
+    const result = await search.search(dir);
+    if (result) return result;
+    if (dir === path.dirname(dir)) return null;
+  }
 }
 
 async function readConfigFile(
   configPath: string | undefined,
   cwd: string,
 ): Promise<{ filepath: string; config: unknown }> {
-  const search = explorer();
+  const named = configPath === undefined ? undefined : path.resolve(cwd, configPath);
+  if (named) await checkNamedConfig(named);
   try {
-    const result = configPath
-      ? await search.load(path.resolve(cwd, configPath))
-      : await search.search(cwd);
+    const result = named ? await explorer().load(named) : await searchUpward(cwd);
     if (!result) {
       throw new UsageError(`no config file found in ${cwd} or any parent directory`, {
-        hint: `create image.config.ts (or pass -c PATH); names searched: ${configFileNames.join(", ")}`,
+        hint: `create image.config.ts (or pass -c PATH); names searched: ${searchPlaces.join(", ")}`,
       });
     }
     return { filepath: result.filepath, config: result.config };
   } catch (error) {
     if (error instanceof UsageError) throw error;
-    const file =
-      (error as { filepath?: string }).filepath ??
-      (configPath ? path.resolve(cwd, configPath) : "the config file");
+    const file = (error as { filepath?: string }).filepath ?? named ?? "the config file";
     const reason = error instanceof Error ? error.message : String(error);
     throw new UsageError(`failed to load ${file}: ${reason}`, {
       hint: "fix the file so it loads, and export the config as its default export",
@@ -114,10 +153,18 @@ function toImage(key: string, value: unknown, problems: Problem[]): Image | unde
 /** Checks a loaded config value and returns its images, or throws a UsageError with every problem. */
 export function validateConfig(config: unknown, filepath: string): LoadedConfig {
   const problems: Problem[] = [];
-  if (typeof config !== "object" || config === null || Array.isArray(config)) {
-    throw new UsageError(`${filepath} must export a config object as its default export`, {
+  if (config === undefined) {
+    throw new UsageError(`config file ${filepath} is empty`, {
       hint: 'export default defineConfig({ images: { "my-image": Image.fromRegistry("debian:bookworm-slim") } })',
     });
+  }
+  if (typeof config !== "object" || config === null || Array.isArray(config)) {
+    throw new UsageError(
+      `invalid config ${filepath}: expected an object with "images", got ${config === null ? "null" : typeof config}`,
+      {
+        hint: 'export default defineConfig({ images: { "my-image": Image.fromRegistry("debian:bookworm-slim") } })',
+      },
+    );
   }
   const { registry, images, ...rest } = config as Record<string, unknown>;
   for (const key of Object.keys(rest)) {

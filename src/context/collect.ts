@@ -79,7 +79,7 @@ async function collectFile(source: ContextSource): Promise<ContextEntry> {
   if (stats.isSymbolicLink()) throw symlinkSource(path);
   if (stats.isDirectory()) {
     throw new UsageError(`addLocalFile path is a directory: ${path}`, {
-      hint: "Use addLocalDir for a directory.",
+      hint: "use addLocalDir for a directory",
     });
   }
   return toEntry(`${source.prefix}/${FILE_SOURCE_NAME}`, path, stats);

@@ -4,7 +4,8 @@ import { UsageError } from "../errors.js";
 import type { ContextEntry } from "./collect.js";
 
 /** The hint for a path that can be left out of a directory source. */
-export const EXCLUDE_HINT = "Exclude it with .dockerignore or the ignore option of addLocalDir.";
+export const EXCLUDE_HINT =
+  "inside addLocalDir, exclude it with .dockerignore or the ignore option";
 
 /**
  * Builds the entry for a path that was already `lstat`ed, and rejects sockets, FIFOs and device
@@ -50,7 +51,7 @@ export async function lstatIfExists(path: string): Promise<Stats | undefined> {
 
 export function unreadablePath(path: string, cause: unknown): UsageError {
   return new UsageError(`cannot read ${path}: ${describeError(cause)}`, {
-    hint: `Make it readable. ${EXCLUDE_HINT}`,
+    hint: `make it readable or, ${EXCLUDE_HINT}`,
     cause,
   });
 }
@@ -70,7 +71,7 @@ export function isValidUtf8(bytes: Buffer): boolean {
 
 export function invalidUtf8Path(path: string): UsageError {
   return new UsageError(`cannot add ${path}: the name is not valid UTF-8`, {
-    hint: `Rename it with a UTF-8 name. ${EXCLUDE_HINT}`,
+    hint: `rename it with a UTF-8 name or, ${EXCLUDE_HINT}`,
   });
 }
 

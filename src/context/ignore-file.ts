@@ -68,7 +68,7 @@ export async function readIgnoreFile(directory: string): Promise<string[] | unde
 
 function unreadableIgnoreFile(path: string, cause: unknown): UsageError {
   return new UsageError(`cannot read ${path}: ${describeIgnoreFileError(cause)}`, {
-    hint: "Make .dockerignore a readable regular file inside the directory.",
+    hint: "make .dockerignore a readable regular file inside the directory",
     cause,
   });
 }

@@ -51,7 +51,7 @@ function changedFile(entry: ContextEntry, reason: string): OperationError {
   return new OperationError(
     `build context file changed after it was collected: ${entry.sourcePath}: ${reason}`,
     {
-      hint: "Stop whatever writes to it during the build, or exclude it, then run the build again.",
+      hint: "stop whatever writes to it during the build, or exclude it, then run the build again",
     },
   );
 }

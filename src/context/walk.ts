@@ -36,7 +36,7 @@ export async function collectDirectory(source: ContextSource): Promise<ContextEn
   if (stats.isSymbolicLink()) throw symlinkSource(root);
   if (!stats.isDirectory()) {
     throw new UsageError(`addLocalDir path is not a directory: ${root}`, {
-      hint: "Use addLocalFile for a single file.",
+      hint: "use addLocalFile for a single file",
     });
   }
 
@@ -53,15 +53,15 @@ export async function collectDirectory(source: ContextSource): Promise<ContextEn
 
 export function notFound(path: string): UsageError {
   return new UsageError(`local path not found: ${path}`, {
-    hint: "Check the path given to addLocalFile or addLocalDir.",
+    hint: "check the path given to addLocalFile or addLocalDir",
   });
 }
 
 export function symlinkSource(path: string): UsageError {
   return new UsageError(`local path is a symbolic link: ${path}`, {
     hint:
-      "Name the file or directory that it points to. " +
-      "Links are not followed, so that nothing outside the named path is read.",
+      "name the file or directory that it points to. " +
+      "Links are not followed, so that nothing outside the named path is read",
   });
 }
 
@@ -83,7 +83,7 @@ function optionLines(source: ContextSource): readonly string[] {
   for (const line of source.ignore) {
     if (/[\r\n]/.test(line)) {
       throw new UsageError(`ignore pattern contains a line break: ${JSON.stringify(line)}`, {
-        hint: "Give each pattern as its own array element.",
+        hint: "give each pattern as its own array element",
       });
     }
   }
@@ -97,8 +97,8 @@ function compileOrReject(patterns: readonly string[], origin: string): void {
     if (!(error instanceof InvalidPatternError)) throw error;
     throw new UsageError(`${error.message} in ${origin}`, {
       hint:
-        "Fix or remove the pattern, which `docker build` rejects too. " +
-        "Patterns use Go's filepath.Match syntax plus `**`.",
+        "fix or remove the pattern, which `docker build` rejects too. " +
+        "Patterns use Go's filepath.Match syntax plus `**`",
     });
   }
 }

@@ -31,7 +31,7 @@ export type { BuildEvent, BuildStep, PullEvent, PushEvent, StatusEvent } from ".
 // Connection and error mapping
 
 const startDaemonHint =
-  "start a daemon with `bash scripts/stack.sh up`, or set DOCKER_HOST to a running one";
+  "start the Docker daemon, or set DOCKER_HOST to a running one (in a clone of modal-image: bash scripts/stack.sh up)";
 
 // Node error codes for a daemon address that nothing listens on or that cannot be reached.
 const connectionErrorCodes = new Set([

@@ -7,6 +7,7 @@ import {
   type PipInstallOptions,
   type UvPipInstallOptions,
 } from "../image/image.js";
+import { UsageError } from "../errors.js";
 import { defaultEscape, jsonArray, quoteWord, runShell, shellQuote } from "./quote.js";
 
 /** Bumped whenever the same definition would generate different Dockerfile text. */
@@ -192,9 +193,29 @@ export function generateDockerfile(input: GenerateInput): GeneratedDockerfile {
   const lines = [from];
   input.image.steps.forEach((step, index) => {
     context.index = index;
-    lines.push(...stepLines(step, context));
+    for (const line of stepLines(step, context)) {
+      checkLineLength(line, `step ${index + 1} (${step.kind})`);
+      lines.push(line);
+    }
   });
   return { text: hoistSyntaxDirective(lines).join("\n") + "\n", sources: context.sources };
+}
+
+/** The Dockerfile parser of Docker Engine 20.10 rejects longer lines. */
+export const maxDockerfileLineBytes = 65_535;
+
+function checkLineLength(line: string, where: string): void {
+  for (const physical of line.split("\n")) {
+    const bytes = Buffer.byteLength(physical);
+    if (bytes > maxDockerfileLineBytes) {
+      throw new UsageError(
+        `${where} makes a Dockerfile line of ${bytes} bytes, over the daemon's limit of ${maxDockerfileLineBytes}`,
+        {
+          hint: "split the command or value into smaller steps, or copy large text in with addLocalFile",
+        },
+      );
+    }
+  }
 }
 
 /** Moves a `# syntax=` line from raw Dockerfile commands to the top, where the parser reads it. */

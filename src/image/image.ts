@@ -37,6 +37,15 @@ export interface FromDockerfileOptions {
   contextDir?: string;
 }
 
+// Methods keep values of the wrong type as they are, so that validateImage can report them.
+function isPlainObject(value: unknown): boolean {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
+}
+
+function copyList<T>(value: readonly T[]): readonly T[] {
+  return Array.isArray(value) ? [...(value as readonly T[])] : value;
+}
+
 /** Returns an option that takes one string or several as a list. */
 export function optionList(value: string | readonly string[] | undefined): readonly string[] {
   if (value === undefined) return [];
@@ -45,9 +54,14 @@ export function optionList(value: string | readonly string[] | undefined): reado
 }
 
 export type ImageBase =
-  | { kind: "debianSlim"; pythonVersion: string }
+  | { kind: "debianSlim"; pythonVersion: string; options: DebianSlimOptions }
   | { kind: "fromRegistry"; reference: string }
-  | { kind: "fromDockerfile"; path: string; contextDir: string | undefined }
+  | {
+      kind: "fromDockerfile";
+      path: string;
+      contextDir: string | undefined;
+      options: FromDockerfileOptions;
+    }
   | { kind: "fromName"; name: string }
   | { kind: "fromScratch" };
 
@@ -97,7 +111,8 @@ export class Image {
 
   /** A Debian bookworm slim image with Python, from the official `python:<version>-slim-bookworm`. */
   static debianSlim(options: DebianSlimOptions = {}): Image {
-    return new Image({ kind: "debianSlim", pythonVersion: options.pythonVersion ?? "3.12" }, []);
+    const pythonVersion = (isPlainObject(options) ? options.pythonVersion : undefined) ?? "3.12";
+    return new Image({ kind: "debianSlim", pythonVersion, options }, []);
   }
 
   /** Any image reference a registry serves, such as `debian:bookworm-slim` or `repo@sha256:...`. */
@@ -107,7 +122,8 @@ export class Image {
 
   /** The final stage of an existing Dockerfile; later steps are appended to it. */
   static fromDockerfile(path: string, options: FromDockerfileOptions = {}): Image {
-    return new Image({ kind: "fromDockerfile", path, contextDir: options.contextDir }, []);
+    const contextDir = isPlainObject(options) ? options.contextDir : undefined;
+    return new Image({ kind: "fromDockerfile", path, contextDir, options }, []);
   }
 
   /** A published image, pinned to the digest its name has when the build starts. */
@@ -158,7 +174,7 @@ export class Image {
 
   /** Sets environment variables, byte for byte. */
   env(vars: Readonly<Record<string, string>>): Image {
-    return this.with({ kind: "env", vars: { ...vars } });
+    return this.with({ kind: "env", vars: isPlainObject(vars) ? { ...vars } : vars });
   }
 
   /** Sets the working directory of later steps and of containers. */
@@ -168,12 +184,12 @@ export class Image {
 
   /** Sets the entrypoint in exec form. */
   entrypoint(args: readonly string[]): Image {
-    return this.with({ kind: "entrypoint", args: [...args] });
+    return this.with({ kind: "entrypoint", args: copyList(args) });
   }
 
   /** Sets the default command in exec form. */
   cmd(args: readonly string[]): Image {
-    return this.with({ kind: "cmd", args: [...args] });
+    return this.with({ kind: "cmd", args: copyList(args) });
   }
 
   /**
@@ -186,7 +202,8 @@ export class Image {
 
   /** Copies a local directory's contents to an absolute directory in the image. */
   addLocalDir(localPath: string, remotePath: string, options: AddLocalDirOptions = {}): Image {
-    return this.with({ kind: "addLocalDir", localPath, remotePath, options: { ...options } });
+    const copied = isPlainObject(options) ? { ...options } : options;
+    return this.with({ kind: "addLocalDir", localPath, remotePath, options: copied });
   }
 }
 

@@ -68,9 +68,31 @@ class ProblemList {
   }
 }
 
+/** Reports options that are not an object, and keys the method does not take (a typo such as indexURL). */
+function checkOptionKeys(
+  path: string,
+  options: unknown,
+  allowed: readonly string[],
+  problems: ProblemList,
+): boolean {
+  if (typeof options !== "object" || options === null || Array.isArray(options)) {
+    problems.add(path, `expected an options object, got ${describe(options)}`);
+    return false;
+  }
+  for (const key of Object.keys(options)) {
+    if (!allowed.includes(key)) {
+      problems.add(`${path}.${key}`, `unknown option; use ${allowed.join(", ")}`);
+    }
+  }
+  return true;
+}
+
+const pipOptionKeys = ["indexUrl", "extraIndexUrl", "findLinks", "pre"];
+
 function checkBase(base: ImageBase, problems: ProblemList): void {
   switch (base.kind) {
     case "debianSlim":
+      if (!checkOptionKeys("debianSlim", base.options, ["pythonVersion"], problems)) return;
       if (typeof base.pythonVersion !== "string" || !pythonVersionRe.test(base.pythonVersion)) {
         problems.add(
           "debianSlim.pythonVersion",
@@ -88,6 +110,8 @@ function checkBase(base: ImageBase, problems: ProblemList): void {
       return;
     case "fromDockerfile":
       problems.text("fromDockerfile", base.path);
+      if (!checkOptionKeys("fromDockerfile.options", base.options, ["contextDir"], problems))
+        return;
       if (base.contextDir !== undefined)
         problems.text("fromDockerfile.contextDir", base.contextDir);
       return;
@@ -116,7 +140,13 @@ function checkList(
   values.forEach((value, index) => checkOne(`${path}[${index}]`, value));
 }
 
-function checkPipOptions(path: string, options: PipInstallOptions, problems: ProblemList): void {
+function checkPipOptions(
+  path: string,
+  options: PipInstallOptions,
+  problems: ProblemList,
+  allowed = pipOptionKeys,
+): void {
+  if (!checkOptionKeys(path, options, allowed, problems)) return;
   if (options.indexUrl !== undefined) problems.text(`${path}.indexUrl`, options.indexUrl);
   for (const key of ["extraIndexUrl", "findLinks"] as const) {
     const value: unknown = options[key];
@@ -168,7 +198,12 @@ function checkStep(step: ImageStep, path: string, problems: ProblemList): void {
           );
         }
       });
-      checkPipOptions(`${path}.options`, step.options, problems);
+      checkPipOptions(
+        `${path}.options`,
+        step.options,
+        problems,
+        step.kind === "uvPipInstall" ? [...pipOptionKeys, "uvVersion"] : pipOptionKeys,
+      );
       if (step.kind === "uvPipInstall" && step.options.uvVersion !== undefined) {
         if (!isValidTag(step.options.uvVersion)) {
           problems.add(
@@ -187,7 +222,7 @@ function checkStep(step: ImageStep, path: string, problems: ProblemList): void {
         problems.text(itemPath, value, true),
       );
     case "env":
-      if (typeof step.vars !== "object" || step.vars === null) {
+      if (typeof step.vars !== "object" || step.vars === null || Array.isArray(step.vars)) {
         return problems.add(path, `expected an object of strings, got ${describe(step.vars)}`);
       }
       for (const [key, value] of Object.entries(step.vars)) {
@@ -219,7 +254,12 @@ function checkStep(step: ImageStep, path: string, problems: ProblemList): void {
     case "addLocalDir":
       problems.text(`${path}.localPath`, step.localPath);
       checkRemotePath(`${path}.remotePath`, step.remotePath, problems);
-      if (step.kind === "addLocalDir") checkIgnore(`${path}.ignore`, step.options.ignore, problems);
+      if (
+        step.kind === "addLocalDir" &&
+        checkOptionKeys(`${path}.options`, step.options, ["ignore"], problems)
+      ) {
+        checkIgnore(`${path}.ignore`, step.options.ignore, problems);
+      }
       return;
   }
 }

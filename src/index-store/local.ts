@@ -2,7 +2,7 @@ import { randomBytes } from "node:crypto";
 import fs from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
-import { ConflictError, NotFoundError, UsageError } from "../errors.js";
+import { ConflictError, NotFoundError, OperationError, UsageError } from "../errors.js";
 import { formatNameRef, type NameRef } from "../names.js";
 import {
   findValue,
@@ -181,7 +181,7 @@ export class LocalIndex implements NameIndex {
       .readdir(path.join(this.root, relative), { withFileTypes: true })
       .catch((error: NodeJS.ErrnoException) => {
         if (error.code === "ENOENT") return [];
-        throw error;
+        throw indexFailure(error, path.join(this.root, relative));
       });
     for (const entry of entries) {
       if (!entry.isDirectory()) continue;
@@ -199,13 +199,17 @@ export class LocalIndex implements NameIndex {
   private async append(ref: NameRef, entry: LogEntry, expect: ExpectedValue): Promise<TagRecord> {
     const file = this.logFile(ref);
     const written: LogEntry = expect === undefined ? entry : { ...entry, expect };
-    await fs.mkdir(path.dirname(file), { recursive: true });
-    const handle = await fs.open(file, "a");
     try {
-      await handle.write(formatEntry(written));
-      await handle.datasync();
-    } finally {
-      await handle.close();
+      await fs.mkdir(path.dirname(file), { recursive: true });
+      const handle = await fs.open(file, "a");
+      try {
+        await handle.write(formatEntry(written));
+        await handle.datasync();
+      } finally {
+        await handle.close();
+      }
+    } catch (error) {
+      throw indexFailure(error, file);
     }
     if (expect !== undefined) {
       const replayed = await this.readLog(ref);
@@ -241,12 +245,22 @@ function conflict(
   );
 }
 
+/** Turns a file system error inside the index into an error that names the index's place. */
+function indexFailure(error: unknown, file: string): unknown {
+  const code = (error as NodeJS.ErrnoException).code;
+  if (code === undefined) return error;
+  return new OperationError(`cannot use the name index file ${file}: ${code}`, {
+    hint: "check that MODAL_IMAGE_HOME (default ~/.modal-image) is a writable directory",
+    cause: error,
+  });
+}
+
 async function readIfExists(file: string): Promise<string | undefined> {
   try {
     return await fs.readFile(file, "utf8");
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code === "ENOENT") return undefined;
-    throw error;
+    throw indexFailure(error, file);
   }
 }
 
@@ -255,7 +269,7 @@ async function readdirIfExists(dir: string): Promise<string[]> {
     return await fs.readdir(dir);
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code === "ENOENT") return [];
-    throw error;
+    throw indexFailure(error, dir);
   }
 }
 
@@ -269,7 +283,7 @@ async function readTail(
     handle = await fs.open(file, "r");
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code === "ENOENT") return undefined;
-    throw error;
+    throw indexFailure(error, file);
   }
   try {
     const { size } = await handle.stat();

@@ -12,11 +12,23 @@ export type ProgressEvent =
 
 export type ProgressMode = "spinner" | "plain" | "verbose" | "quiet";
 
+/** Seconds of silence after which plain progress repeats the current step. */
+const heartbeatSeconds = 30;
+
+/** Returns whether `CI` is set to anything but an empty string, `0` or `false`. */
+export function isCI(env: NodeJS.ProcessEnv = process.env): boolean {
+  const value = env.CI?.toLowerCase();
+  return value !== undefined && value !== "" && value !== "0" && value !== "false";
+}
+
 export function chooseProgressMode(options: { verbose: boolean; quiet?: boolean }): ProgressMode {
   if (options.quiet) return "quiet";
   if (options.verbose) return "verbose";
   // CI logs keep every line, so a spinner that redraws one line would lose them.
-  if (!process.stderr.isTTY || process.env.CI) return "plain";
+  if (!process.stderr.isTTY || isCI()) return "plain";
+  // ora 9.4 divides by the column count to clear lines, and loops forever when it is 0, as on a
+  // terminal that `script` opens without a size.
+  if (!process.stderr.columns) return "plain";
   return "spinner";
 }
 
@@ -40,12 +52,25 @@ export async function createProgressRenderer(mode: ProgressMode): Promise<Progre
       color: style.level > 0 ? "cyan" : false,
     });
   }
+  let lastLine = "";
+  let lastLineAt = Date.now();
   const say = (line: string) => {
+    lastLine = line;
+    lastLineAt = Date.now();
     if (spinner) {
       if (!spinner.isSpinning) spinner.start(line);
       else spinner.text = line;
     } else if (mode !== "quiet") write(line);
   };
+  // A plain log shows nothing new while one step runs for minutes, so repeat it now and then.
+  const heartbeat =
+    mode === "plain"
+      ? setInterval(() => {
+          const seconds = Math.round((Date.now() - lastLineAt) / 1000);
+          if (lastLine && seconds >= heartbeatSeconds)
+            write(`${lastLine} (still running, ${seconds} s)`);
+        }, heartbeatSeconds * 1000).unref()
+      : undefined;
   let lastPushStatus = "";
   return {
     onEvent(event) {
@@ -80,6 +105,7 @@ export async function createProgressRenderer(mode: ProgressMode): Promise<Progre
       }
     },
     stop() {
+      clearInterval(heartbeat);
       if (spinner?.isSpinning) spinner.stop();
     },
   };

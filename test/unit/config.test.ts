@@ -143,7 +143,9 @@ export default defineConfig({
     ["a syntax error", "export default {", /failed to load .*image\.config\.ts/],
     ["a throw", 'throw new Error("boom from config")', /boom from config/],
     ["no default export", "export const x = 1;", /has no default export/],
-    ["the wrong type", "export default 42;", /must export a config object/],
+    ["the wrong type", "export default 42;", /expected an object with "images", got number/],
+    ["a null default", "export default null;", /expected an object with "images", got null/],
+    ["an empty file", "", /is empty/],
   ])("names the file for %s", async (_case, text, pattern) => {
     await write("image.config.ts", text);
     const error = await loadError({ cwd: dir });
@@ -155,8 +157,64 @@ export default defineConfig({
     expect(error.message).toContain("no config file found");
   });
 
+  it("loads a CommonJS config", async () => {
+    await write(
+      "image.config.cjs",
+      'const { Image } = require("modal-image");\nmodule.exports = { images: { c: Image.fromScratch() } };\n',
+    );
+    const config = await loadConfig({ cwd: dir });
+    expect([...config.images.keys()]).toEqual(["c"]);
+  });
+
+  it("reports an empty config instead of searching on", async () => {
+    await write("image.config.ts", tsConfig);
+    await write("sub/image.config.ts", "");
+    const error = await loadError({ cwd: path.join(dir, "sub") });
+    expect(error.message).toContain(path.join(dir, "sub", "image.config.ts"));
+  });
+
+  it("reports a malformed package.json as a config error", async () => {
+    await write("package.json", "{ not json");
+    await write("image.config.ts", tsConfig);
+    const error = await loadError({ cwd: dir });
+    expect(error.message).toContain("package.json");
+  });
+
+  it.each([
+    ["a directory", ".", /is a directory/],
+    ["a YAML file", "config.yaml", /unsupported config file type/],
+  ])("rejects -c naming %s", async (_case, name, pattern) => {
+    await write("config.yaml", "images: {}\n");
+    const error = await loadError({ cwd: dir, configPath: name });
+    expect(error.message).toMatch(pattern);
+  });
+
   it("fails clearly when -c names a missing file", async () => {
     const error = await loadError({ cwd: dir, configPath: "missing.ts" });
     expect(error.message).toContain(path.join(dir, "missing.ts"));
+  });
+});
+
+describe("JSON config argument shapes", () => {
+  it.each([
+    [{ fromScratch: true, cmd: "/bin/true" }, "images.a.cmd"],
+    [{ fromScratch: true, entrypoint: "sh" }, "images.a.entrypoint"],
+    [{ fromScratch: true, workdir: ["/a", "/b"] }, "images.a.workdir"],
+    [{ debianSlim: "3.11" }, "images.a.debianSlim"],
+    [{ debianSlim: { python_version: "3.9" } }, "images.a.debianSlim.python_version"],
+    [
+      { fromScratch: true, pipInstall: ["a", { indexURL: "x" }] },
+      "images.a.pipInstall.options.indexURL",
+    ],
+    [{ fromScratch: true, env: "A=1" }, "images.a.env"],
+    [{ fromScratch: true, env: ["A=1"] }, "images.a.env"],
+    [
+      { fromScratch: true, addLocalDir: ["d", "/d", { ignor: ["x"] }] },
+      "images.a.addLocalDir.options.ignor",
+    ],
+  ])("reports %j at %s", async (image, path) => {
+    await write("image.config.json", JSON.stringify({ images: { a: image } }));
+    const error = await loadError({ cwd: dir });
+    expect(error.problems.map((problem) => problem.split(":")[0])).toEqual([path]);
   });
 });

@@ -215,3 +215,18 @@ describe("quoteWord", () => {
     expect(quoteWord(input)).toBe(expected);
   });
 });
+
+describe("generateDockerfile limits", () => {
+  it("rejects a line over the daemon's limit", () => {
+    const image = base.runCommands("ok", `echo ${"x".repeat(70_000)}`);
+    expect(() => generate(image)).toThrow(
+      /step 1 \(runCommands\) makes a Dockerfile line of \d+ bytes/,
+    );
+  });
+
+  it("accepts a line at the limit", () => {
+    const prefix = 'RUN ["/bin/sh", "-c", "';
+    const command = "x".repeat(65_535 - prefix.length - 2);
+    expect(generate(base.runCommands(command)).text.split("\n")[1]).toHaveLength(65_535);
+  });
+});

@@ -256,3 +256,27 @@ describe("LocalIndex untag and names", () => {
     expect(await index.names()).toEqual([]);
   });
 });
+
+describe("LocalIndex file system errors", () => {
+  it("names the index when MODAL_IMAGE_HOME is a file", async () => {
+    const file = path.join(home, "not-a-dir");
+    await fs.writeFile(file, "x");
+    const broken = new LocalIndex(file);
+    await expect(broken.publish(app, value(1))).rejects.toMatchObject({
+      exitCode: 1,
+      message: expect.stringContaining("ENOTDIR"),
+      hint: expect.stringContaining("MODAL_IMAGE_HOME"),
+    });
+    await expect(broken.resolve(app)).rejects.toMatchObject({ exitCode: 1 });
+  });
+
+  it("skips entries with fields of the wrong type", async () => {
+    await index.publish(app, value(1));
+    const file = path.join(home, "index", "app", "_tags", "latest.log");
+    await fs.appendFile(
+      file,
+      '\n{"id":"x","action":"build","at":"t","reference":5,"digest":"d"}\n',
+    );
+    expect((await index.resolve(app)).digest).toBe(digest(1));
+  });
+});
