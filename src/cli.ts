@@ -5,6 +5,8 @@ import { splitNameRef } from "./names.js";
 
 interface GlobalOptions {
   json?: boolean;
+  index?: string;
+  registry?: string;
   config?: string;
   verbose?: boolean;
   debug?: boolean;
@@ -51,7 +53,15 @@ function addCommonOptions(command: Command): Command {
       "-c, --config <path>",
       "config file to use instead of searching from the working directory",
     )
-    .option("--debug", "print stack traces of unexpected errors");
+    .option("--debug", "print stack traces of unexpected errors")
+    .option(
+      "--index <local|registry>",
+      "where names live; overrides MODAL_IMAGE_INDEX and the config (default: local)",
+    )
+    .option(
+      "--registry <host[:port][/path]>",
+      "registry to push to and, with --index registry, to keep names in; overrides MODAL_IMAGE_REGISTRY and the config",
+    );
 }
 
 /** Runs a command action, printing its error once and setting the exit code. */
@@ -79,6 +89,8 @@ function action<Args extends unknown[]>(
 function commandOptions(options: GlobalOptions) {
   return {
     ...(options.config === undefined ? {} : { configPath: options.config }),
+    ...(options.index === undefined ? {} : { index: options.index }),
+    ...(options.registry === undefined ? {} : { registry: options.registry }),
     signal: interruption.signal,
   };
 }
@@ -119,17 +131,13 @@ addCommonOptions(
       (value: string, previous: string[] = []) => [...previous, value],
     )
     .option("--expect <digest>", expectHelp)
-    .option(
-      "--registry <host[:port][/path]>",
-      "registry to push to; overrides MODAL_IMAGE_REGISTRY and the config",
-    )
     .option("--no-cache", "build without the daemon's layer cache")
     .option("--verbose", "print the full build log")
     .option("-q, --quiet", "print no progress"),
 ).action(
   action(
     async (
-      options: GlobalOptions & { publish?: string[]; registry?: string; cache?: boolean },
+      options: GlobalOptions & { publish?: string[]; cache?: boolean; expect?: string },
       images: string[],
     ) => {
       const { build } = await import("./commands/build.js");
@@ -139,7 +147,7 @@ addCommonOptions(
           ...commandOptions(options),
           images,
           publish: options.publish ?? [],
-          ...(options.registry === undefined ? {} : { registry: options.registry }),
+          ...(options.expect === undefined ? {} : { expect: options.expect }),
           noCache: options.cache === false,
           onProgress: (event) => renderer.onEvent(event),
         });

@@ -6,7 +6,7 @@ import { hashContext } from "../context/hash.js";
 import { contextDir, generateDockerfile, generatorVersion } from "../dockerfile/generate.js";
 import { UsageError } from "../errors.js";
 import type { Image } from "../image/image.js";
-import type { LocalIndex } from "../index-store/local.js";
+import type { NameIndex } from "../index-store/types.js";
 import { parseNameRef } from "../names.js";
 
 /** An image definition made ready to build: Dockerfile text, context entries and hash. */
@@ -23,7 +23,7 @@ export interface PreparedImage {
 export interface PrepareOptions {
   /** Directory that relative local paths resolve against: the config file's directory. */
   baseDir: string;
-  index: LocalIndex;
+  index: NameIndex;
 }
 
 async function readBaseDockerfile(image: Image, baseDir: string) {

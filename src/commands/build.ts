@@ -14,15 +14,13 @@ import {
   type NameRef,
   type RegistryLocation,
 } from "../names.js";
-import { openIndex, type CommandOptions } from "./options.js";
+import { chooseRegistryText, openIndex, type CommandOptions } from "./options.js";
 
 export interface BuildOptions extends CommandOptions {
   /** Keys of the definitions to build. @default every definition, or those --publish names */
   images?: readonly string[];
   /** `NAME[:TAG]` values to point at the built image once build and push succeeded. */
   publish?: readonly string[];
-  /** Overrides `MODAL_IMAGE_REGISTRY` and the config's `registry`. */
-  registry?: string;
   /** The digest each published tag must have before it moves, or `none`. */
   expect?: string;
   /** Build without the daemon's layer cache. */
@@ -51,11 +49,8 @@ export interface BuildResult {
 export const definitionLabel = "dev.modal-image.definition";
 
 function chooseRegistry(options: BuildOptions, config: LoadedConfig): RegistryLocation | undefined {
-  const env = options.env ?? process.env;
-  if (options.registry !== undefined) return parseRegistry(options.registry, "--registry value");
-  if (env.MODAL_IMAGE_REGISTRY)
-    return parseRegistry(env.MODAL_IMAGE_REGISTRY, "MODAL_IMAGE_REGISTRY");
-  return config.registry === undefined ? undefined : parseRegistry(config.registry);
+  const chosen = chooseRegistryText(options, config);
+  return chosen === undefined ? undefined : parseRegistry(chosen.value, chosen.source);
 }
 
 /** Works out which definitions to build and which names each one publishes. */
@@ -116,7 +111,7 @@ export async function build(options: BuildOptions = {}): Promise<BuildResult> {
   const config = await loadConfig(options);
   const registry = chooseRegistry(options, config);
   const targets = plan(config, options.images ?? [], publishRefs);
-  const index = openIndex(options);
+  const index = await openIndex(options, config);
 
   const prepared: Array<{ prepared: PreparedImage; publish: NameRef[]; repository: string }> = [];
   for (const target of targets) {

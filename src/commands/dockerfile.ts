@@ -17,7 +17,7 @@ export async function dockerfile(image: string, options: CommandOptions = {}): P
   }
   const generated = await generateImage(definition, {
     baseDir: config.dir,
-    index: openIndex(options),
+    index: await openIndex(options, config),
   });
   return generated.dockerfile;
 }

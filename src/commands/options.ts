@@ -1,5 +1,8 @@
+import { UsageError } from "../errors.js";
 import { modalImageHome } from "../home.js";
 import { LocalIndex } from "../index-store/local.js";
+import type { NameIndex } from "../index-store/types.js";
+import { parseRegistry } from "../names.js";
 import type { ProgressEvent } from "../output/progress.js";
 
 /** Options every command function takes. All are optional for library callers. */
@@ -10,12 +13,79 @@ export interface CommandOptions {
   configPath?: string;
   /** Environment to read settings from. @default process.env */
   env?: NodeJS.ProcessEnv;
+  /** Where names live; overrides `MODAL_IMAGE_INDEX` and the config's `index`. */
+  index?: string;
+  /** Overrides `MODAL_IMAGE_REGISTRY` and the config's `registry`. */
+  registry?: string;
   /** Aborts the daemon's work when signalled. */
   signal?: AbortSignal;
   /** Receives progress while images are built, pushed and published. */
   onProgress?: (event: ProgressEvent) => void;
 }
 
-export function openIndex(options: CommandOptions): LocalIndex {
-  return new LocalIndex(modalImageHome(options.env ?? process.env));
+/** The config's settings, when the caller has already loaded the config. */
+export interface ConfigSettings {
+  index?: "local" | "registry" | undefined;
+  registry?: string | undefined;
+}
+
+function checkIndexKind(value: string, source: string): "local" | "registry" {
+  if (value === "local" || value === "registry") return value;
+  throw new UsageError(`invalid ${source} ${JSON.stringify(value)}`, {
+    hint: 'use "local" (names in $MODAL_IMAGE_HOME) or "registry" (names are the registry\'s tags)',
+  });
+}
+
+/** Returns the registry setting: --registry, then MODAL_IMAGE_REGISTRY, then the config. */
+export function chooseRegistryText(
+  options: CommandOptions,
+  config: ConfigSettings,
+): { value: string; source: string } | undefined {
+  const env = options.env ?? process.env;
+  if (options.registry !== undefined)
+    return { value: options.registry, source: "--registry value" };
+  if (env.MODAL_IMAGE_REGISTRY)
+    return { value: env.MODAL_IMAGE_REGISTRY, source: "MODAL_IMAGE_REGISTRY" };
+  return config.registry === undefined ? undefined : { value: config.registry, source: "registry" };
+}
+
+/**
+ * Opens the name index: --index, then MODAL_IMAGE_INDEX, then the config's `index`, else local.
+ * Without `config`, the config's settings are read through a cache, because loading a
+ * TypeScript config costs more than the lookup itself.
+ */
+export async function openIndex(
+  options: CommandOptions,
+  config?: ConfigSettings,
+): Promise<NameIndex> {
+  const env = options.env ?? process.env;
+  const home = modalImageHome(env);
+  let kind: "local" | "registry" | undefined;
+  if (options.index !== undefined) kind = checkIndexKind(options.index, "--index value");
+  else if (env.MODAL_IMAGE_INDEX) kind = checkIndexKind(env.MODAL_IMAGE_INDEX, "MODAL_IMAGE_INDEX");
+
+  let settings = config;
+  if (
+    !settings &&
+    (kind === undefined || (kind === "registry" && !chooseRegistryText(options, {})))
+  ) {
+    const { readIndexSettings } = await import("../config/settings.js");
+    settings = await readIndexSettings({
+      cwd: options.cwd ?? process.cwd(),
+      configPath: options.configPath,
+      home,
+    });
+  }
+  kind ??= settings?.index ?? "local";
+  if (kind === "local") return new LocalIndex(home);
+
+  const registry = chooseRegistryText(options, settings ?? {});
+  if (!registry) {
+    throw new UsageError("the registry index needs a registry", {
+      hint: "set registry in the config, MODAL_IMAGE_REGISTRY, or --registry",
+    });
+  }
+  const location = parseRegistry(registry.value, registry.source);
+  const { RegistryIndex } = await import("../index-store/registry.js");
+  return new RegistryIndex(location, env);
 }

@@ -59,7 +59,7 @@ export async function publish(
   const targetRef = parseNameRef(target);
   const parsed = parseSource(source);
   const expect = parseExpected(options.expect);
-  const index = openIndex(options);
+  const index = await openIndex(options);
   if (parsed.kind === "name") {
     const record = await index.resolve(parseNameRef(parsed.input));
     return index.publish(

@@ -5,7 +5,7 @@ import { openIndex, type CommandOptions } from "./options.js";
 
 /** Looks a `NAME[:TAG]` up in the name index; throws a NotFoundError (exit 3) when it is missing. */
 export async function resolve(nameRef: string, options: CommandOptions = {}): Promise<TagRecord> {
-  return openIndex(options).resolve(parseNameRef(nameRef));
+  return (await openIndex(options)).resolve(parseNameRef(nameRef));
 }
 
 /** Lists the tags of a name, newest first; throws a NotFoundError (exit 3) when it has none. */
@@ -16,15 +16,15 @@ export async function tags(name: string, options: CommandOptions = {}): Promise<
     });
   }
   assertName(name);
-  return openIndex(options).tags(name);
+  return (await openIndex(options)).tags(name);
 }
 
 /** Lists every value a tag has had, newest first, with how it got there. */
 export async function history(nameRef: string, options: CommandOptions = {}): Promise<TagRecord[]> {
-  return openIndex(options).history(parseNameRef(nameRef));
+  return (await openIndex(options)).history(parseNameRef(nameRef));
 }
 
 /** Lists the names in the index that start with `prefix`, each with its tags. */
 export async function names(prefix = "", options: CommandOptions = {}): Promise<NameListing[]> {
-  return openIndex(options).names(prefix);
+  return (await openIndex(options)).names(prefix);
 }

@@ -23,7 +23,7 @@ export async function rollback(
       hint: `use a digest (sha256:<64 hex>) from: modal-image history ${nameRef}`,
     });
   }
-  return openIndex(options).rollback(ref, {
+  return (await openIndex(options)).rollback(ref, {
     ...(options.to === undefined ? {} : { to: options.to }),
     ...(expect === undefined ? {} : { expect }),
   });
@@ -35,5 +35,5 @@ export async function untag(
   options: CommandOptions & { expect?: string } = {},
 ): Promise<TagRecord> {
   const ref = parseNameRef(nameRef);
-  return openIndex(options).untag(ref, parseExpected(options.expect));
+  return (await openIndex(options)).untag(ref, parseExpected(options.expect));
 }

@@ -22,7 +22,7 @@ export async function run(
   command: readonly string[],
   options: RunOptions = {},
 ): Promise<RunResult> {
-  const record = await openIndex(options).resolve(parseNameRef(nameRef));
+  const record = await (await openIndex(options)).resolve(parseNameRef(nameRef));
   const docker = await import("../docker/client.js");
   const reference = record.reference;
   if (!(await docker.inspectImage(reference))) {

@@ -8,6 +8,12 @@ export interface ModalImageConfig {
    * local daemon and names resolve to image IDs.
    */
   registry?: string;
+  /**
+   * Where names live: `"local"`, files under `$MODAL_IMAGE_HOME`, or `"registry"`, the
+   * registry's own tags, shared by every machine that uses the registry. `MODAL_IMAGE_INDEX`
+   * and `--index` override it. @default "local"
+   */
+  index?: "local" | "registry";
   /** Image definitions by name. Each key is an image name in the OCI repository grammar. */
   images: Record<string, Image>;
 }

@@ -25,6 +25,7 @@ export interface LoadedConfig {
   /** Directory that relative local paths in the config resolve against. */
   dir: string;
   registry: string | undefined;
+  index: "local" | "registry" | undefined;
   images: ReadonlyMap<string, Image>;
 }
 
@@ -166,9 +167,18 @@ export function validateConfig(config: unknown, filepath: string): LoadedConfig 
       },
     );
   }
-  const { registry, images, ...rest } = config as Record<string, unknown>;
+  const { registry, index, images, ...rest } = config as Record<string, unknown>;
   for (const key of Object.keys(rest)) {
-    problems.push({ path: key, message: "unknown setting; the config takes registry and images" });
+    problems.push({
+      path: key,
+      message: "unknown setting; the config takes registry, index and images",
+    });
+  }
+  if (index !== undefined && index !== "local" && index !== "registry") {
+    problems.push({
+      path: "index",
+      message: `expected "local" or "registry", got ${JSON.stringify(index)}`,
+    });
   }
   if (registry !== undefined) {
     if (typeof registry !== "string")
@@ -212,6 +222,7 @@ export function validateConfig(config: unknown, filepath: string): LoadedConfig 
     filepath,
     dir: path.dirname(filepath),
     registry: registry as string | undefined,
+    index: index as LoadedConfig["index"],
     images: loaded,
   };
 }

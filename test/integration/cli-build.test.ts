@@ -1,3 +1,4 @@
+import { readFile } from "node:fs/promises";
 import { execa } from "execa";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
@@ -322,5 +323,65 @@ describe.skipIf(skipIntegration)("run interrupted", () => {
     const result = await child;
     expect(result.exitCode).toBe(130);
     expect(await docker(["ps", "-a", "-q", "--filter", `ancestor=${reference}`])).toBe("");
+  });
+});
+
+describe.skipIf(skipIntegration)("build --expect and the registry index", () => {
+  let first: TestProject;
+  let second: TestProject;
+  const name = uniqueName("shared");
+
+  beforeAll(async () => {
+    first = await createProject();
+    second = await createProject();
+    // Two projects with their own MODAL_IMAGE_HOME act as two CI machines.
+    const config = configText(
+      `{ ${JSON.stringify(name)}: Image.fromRegistry("busybox:latest").env({ MACHINE: "first" }) }`,
+      openRegistry,
+    );
+    await first.write(
+      "image.config.ts",
+      config.replace("images:", 'index: "registry",\n  images:'),
+    );
+  });
+
+  afterAll(async () => {
+    await removeImages(`${openRegistry}/${name}`);
+    await first.cleanup();
+    await second.cleanup();
+  });
+
+  it("publishes through the registry and reads it on another machine", async () => {
+    const built = await first.cli(["build", "--publish", name]);
+    expect(built.stderr).not.toContain("error:");
+    expect(built.exitCode).toBe(0);
+    const digest = built.stdout.trim().split("@")[1]!;
+    expect(await listTags(openRegistry, name)).toContain("latest");
+    expect(await manifestDigest(openRegistry, name, "latest")).toBe(digest);
+
+    const env = { MODAL_IMAGE_INDEX: "registry", MODAL_IMAGE_REGISTRY: openRegistry };
+    const resolved = await second.cli(["resolve", name], { env });
+    expect(resolved.exitCode).toBe(0);
+    expect(resolved.stdout).toBe(built.stdout);
+    const history = JSON.parse((await second.cli(["history", name, "--json"], { env })).stdout) as {
+      history: Array<{ digest: string; action: string }>;
+    };
+    expect(history.history.map((entry) => [entry.digest, entry.action])).toEqual([
+      [digest, "build"],
+    ]);
+    // The local index of the second machine stays empty.
+    expect((await second.cli(["resolve", name])).exitCode).toBe(3);
+  });
+
+  it("exits 4 and moves nothing when --expect is stale", async () => {
+    const before = (await first.cli(["resolve", name])).stdout;
+    const text = await readFile(`${first.dir}/image.config.ts`, "utf8");
+    await first.write("image.config.ts", text.replace('"first"', '"changed"'));
+    const stale = `sha256:${"0".repeat(64)}`;
+    const result = await first.cli(["build", "--publish", name, "--expect", stale]);
+    expect(result.exitCode).toBe(4);
+    expect(result.stderr).toContain(stale);
+    expect((await first.cli(["resolve", name])).stdout).toBe(before);
+    expect(await manifestDigest(openRegistry, name, "latest")).toBe(before.trim().split("@")[1]);
   });
 });

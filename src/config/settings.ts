@@ -1,0 +1,99 @@
+import fs from "node:fs/promises";
+import path from "node:path";
+import { configFileNames } from "./load.js";
+
+/** The config's settings that commands other than build need: where names live. */
+export interface IndexSettings {
+  registry?: string;
+  index?: "local" | "registry";
+}
+
+interface CachedSettings extends IndexSettings {
+  /** The config file's path, size and modification time when the settings were read. */
+  key: string;
+}
+
+const searchPlaces = ["package.json", ...configFileNames];
+
+async function statFile(file: string) {
+  const stats = await fs.stat(file).catch(() => undefined);
+  return stats?.isFile() ? stats : undefined;
+}
+
+/** Finds the config file the way loadConfig does, with stat calls only. */
+async function findConfigFile(cwd: string): Promise<string | undefined> {
+  for (let dir = path.resolve(cwd); ; dir = path.dirname(dir)) {
+    for (const place of searchPlaces) {
+      const file = path.join(dir, place);
+      if (!(await statFile(file))) continue;
+      if (place !== "package.json") return file;
+      const manifest = await fs.readFile(file, "utf8").catch(() => "");
+      // A package.json counts only with a "modal-image" key; loadConfig reports one that is broken.
+      if (manifest.includes('"modal-image"')) return file;
+    }
+    if (dir === path.dirname(dir)) return undefined;
+  }
+}
+
+/**
+ * Reads the config's `index` and `registry` settings. Loading a TypeScript config costs far
+ * more than a `resolve`, so the settings are cached in `$MODAL_IMAGE_HOME/cache`, keyed by the
+ * config file's path, size and modification time.
+ *
+ * NOTE: a config that takes these settings from another file it imports is not re-read when
+ * only that other file changes; touch the config file to refresh the cache.
+ */
+export async function readIndexSettings(options: {
+  cwd: string;
+  configPath: string | undefined;
+  home: string;
+}): Promise<IndexSettings> {
+  const file = options.configPath
+    ? path.resolve(options.cwd, options.configPath)
+    : await findConfigFile(options.cwd);
+  if (!file) return {};
+  const stats = await statFile(file);
+  const key = stats ? `${file}\0${stats.size}\0${stats.mtimeMs}` : undefined;
+  const cacheFile = path.join(options.home, "cache", "config-settings.json");
+  const cached = key ? await readCache(cacheFile) : undefined;
+  const hit = cached?.find((entry) => entry.key === key);
+  if (hit)
+    return {
+      ...(hit.registry ? { registry: hit.registry } : {}),
+      ...(hit.index ? { index: hit.index } : {}),
+    };
+
+  const { loadConfig } = await import("./load.js");
+  const config = await loadConfig({ cwd: options.cwd, configPath: file });
+  const settings: IndexSettings = {
+    ...(config.registry ? { registry: config.registry } : {}),
+    ...(config.index ? { index: config.index } : {}),
+  };
+  if (key)
+    await writeCache(cacheFile, [
+      ...(cached ?? []).filter((entry) => !entry.key.startsWith(`${file}\0`)),
+      { key, ...settings },
+    ]);
+  return settings;
+}
+
+async function readCache(file: string): Promise<CachedSettings[] | undefined> {
+  try {
+    const value: unknown = JSON.parse(await fs.readFile(file, "utf8"));
+    return Array.isArray(value) ? (value as CachedSettings[]) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Replaces the cache file atomically; a cache that cannot be written is only slower. */
+async function writeCache(file: string, entries: CachedSettings[]): Promise<void> {
+  const temporary = `${file}.${process.pid}.tmp`;
+  try {
+    await fs.mkdir(path.dirname(file), { recursive: true });
+    await fs.writeFile(temporary, JSON.stringify(entries.slice(-50)));
+    await fs.rename(temporary, file);
+  } catch {
+    await fs.rm(temporary, { force: true });
+  }
+}
