@@ -7,16 +7,8 @@ import { UsageError } from "../errors.js";
 import { isImage, type Image } from "../image/image.js";
 import { validateImage, type Problem } from "../image/validate.js";
 import { isValidName, maxRepositoryLength, nameGrammar, parseRegistry } from "../names.js";
+import { configFileNames, packageJsonKey } from "./files.js";
 import { imageFromJson } from "./from-json.js";
-
-export const configFileNames = [
-  "image.config.ts",
-  "image.config.mts",
-  "image.config.js",
-  "image.config.mjs",
-  "image.config.cjs",
-  "image.config.json",
-];
 
 /** A config that loaded and passed validation. */
 export interface LoadedConfig {
@@ -65,7 +57,7 @@ const searchPlaces = ["package.json", ...configFileNames];
 const loadableExtensions = [".ts", ".mts", ".js", ".mjs", ".cjs", ".json"];
 
 function explorer() {
-  return cosmiconfig("modal-image", {
+  return cosmiconfig(packageJsonKey, {
     searchPlaces,
     loaders: Object.fromEntries(
       loadableExtensions

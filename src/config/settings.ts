@@ -1,6 +1,6 @@
 import fs from "node:fs/promises";
 import path from "node:path";
-import { configFileNames } from "./load.js";
+import { configFileNames, packageJsonKey } from "./files.js";
 
 /** The config's settings that commands other than build need: where names live. */
 export interface IndexSettings {
@@ -20,16 +20,27 @@ async function statFile(file: string) {
   return stats?.isFile() ? stats : undefined;
 }
 
-/** Finds the config file the way loadConfig does, with stat calls only. */
+/**
+ * Returns whether a package.json has a top-level "modal-image" key. One that does not parse is
+ * treated as a config, so that loadConfig reports it.
+ */
+async function hasConfigKey(file: string): Promise<boolean> {
+  try {
+    const manifest: unknown = JSON.parse(await fs.readFile(file, "utf8"));
+    return typeof manifest === "object" && manifest !== null && packageJsonKey in manifest;
+  } catch {
+    return true;
+  }
+}
+
+/** Finds the config file the way loadConfig does, reading only package.json files. */
 async function findConfigFile(cwd: string): Promise<string | undefined> {
   for (let dir = path.resolve(cwd); ; dir = path.dirname(dir)) {
     for (const place of searchPlaces) {
       const file = path.join(dir, place);
       if (!(await statFile(file))) continue;
       if (place !== "package.json") return file;
-      const manifest = await fs.readFile(file, "utf8").catch(() => "");
-      // A package.json counts only with a "modal-image" key; loadConfig reports one that is broken.
-      if (manifest.includes('"modal-image"')) return file;
+      if (await hasConfigKey(file)) return file;
     }
     if (dir === path.dirname(dir)) return undefined;
   }

@@ -1,9 +1,9 @@
-import { randomBytes } from "node:crypto";
 import fs from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { ConflictError, NotFoundError, OperationError, UsageError } from "../errors.js";
 import { formatNameRef, type NameRef } from "../names.js";
+import { mapWithConcurrency } from "../util/concurrency.js";
 import {
   findValue,
   formatEntry,
@@ -91,11 +91,12 @@ export class LocalIndex implements NameIndex {
 
   private async tagRecords(name: string): Promise<TagRecord[]> {
     const files = await readdirIfExists(path.join(this.root, name, tagsDir));
-    const records: TagRecord[] = [];
-    for (const file of files.filter((entry) => entry.endsWith(logSuffix))) {
-      const record = await this.get({ name, tag: file.slice(0, -logSuffix.length) });
-      if (record) records.push(record);
-    }
+    const tags = files.filter((entry) => entry.endsWith(logSuffix));
+    // Reading the logs a few at a time overlaps the file system's waits.
+    const found = await mapWithConcurrency(tags, 16, (file) =>
+      this.get({ name, tag: file.slice(0, -logSuffix.length) }),
+    );
+    const records = found.filter((record): record is TagRecord => record !== undefined);
     return records.sort(
       (a, b) => b.publishedAt.localeCompare(a.publishedAt) || a.tag.localeCompare(b.tag),
     );
@@ -122,7 +123,7 @@ export class LocalIndex implements NameIndex {
   }
 
   async publish(ref: NameRef, value: NewTagValue, expect?: ExpectedValue): Promise<TagRecord> {
-    const entry = newEntry({
+    const entry = await newEntry({
       action: value.action,
       reference: value.reference,
       digest: value.digest,
@@ -147,7 +148,7 @@ export class LocalIndex implements NameIndex {
         hint: `list its values with: modal-image history ${label}`,
       });
     }
-    const entry = newEntry({
+    const entry = await newEntry({
       action: "rollback",
       reference: target.entry.reference,
       digest: target.entry.digest,
@@ -160,7 +161,7 @@ export class LocalIndex implements NameIndex {
 
   async untag(ref: NameRef, expect?: ExpectedValue): Promise<TagRecord> {
     const record = await this.resolve(ref);
-    const entry = newEntry({ action: "untag", reference: null, digest: null });
+    const entry = await newEntry({ action: "untag", reference: null, digest: null });
     await this.append(ref, entry, expect === undefined ? record.digest : expect);
     return record;
   }
@@ -221,9 +222,11 @@ export class LocalIndex implements NameIndex {
   }
 }
 
-function newEntry(
+async function newEntry(
   fields: Pick<LogEntry, "action" | "reference" | "digest" | "image" | "restores">,
-): LogEntry {
+): Promise<LogEntry> {
+  // Loaded here, because only writes need it and resolve should start fast.
+  const { randomBytes } = await import("node:crypto");
   return {
     id: randomBytes(12).toString("hex"),
     ...fields,

@@ -12,7 +12,7 @@ import {
   type RegistryLocation,
 } from "../names.js";
 import { RegistryClient, type BlobSource, type ManifestContent } from "../registry/client.js";
-import { mapWithConcurrency } from "../registry/concurrency.js";
+import { mapWithConcurrency } from "../util/concurrency.js";
 import { MediaType, manifestReferences } from "../registry/manifest.js";
 import {
   emptyBlob,

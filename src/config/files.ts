@@ -1,0 +1,12 @@
+/** Config file names, searched in this order in each directory from the working one upward. */
+export const configFileNames = [
+  "image.config.ts",
+  "image.config.mts",
+  "image.config.js",
+  "image.config.mjs",
+  "image.config.cjs",
+  "image.config.json",
+];
+
+/** The key of package.json that holds a config. */
+export const packageJsonKey = "modal-image";

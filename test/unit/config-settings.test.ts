@@ -1,0 +1,63 @@
+import fs from "node:fs/promises";
+import os from "node:os";
+import path from "node:path";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { readIndexSettings } from "../../src/config/settings.js";
+
+let dir: string;
+let home: string;
+
+beforeEach(async () => {
+  dir = await fs.mkdtemp(path.join(os.tmpdir(), "modal-image-settings-"));
+  home = path.join(dir, ".home");
+});
+
+afterEach(async () => {
+  await fs.rm(dir, { recursive: true, force: true });
+});
+
+const config = (index: string) =>
+  `import { defineConfig, Image } from "modal-image";
+export default defineConfig({ registry: "127.0.0.1:5000", index: "${index}", images: { a: Image.fromScratch() } });
+`;
+
+describe("readIndexSettings", () => {
+  it("returns nothing without a config", async () => {
+    expect(await readIndexSettings({ cwd: dir, configPath: undefined, home })).toEqual({});
+  });
+
+  it("ignores a package.json that only names the package", async () => {
+    await fs.writeFile(
+      path.join(dir, "package.json"),
+      JSON.stringify({ name: "x", dependencies: { "modal-image": "1.0.0" } }),
+    );
+    expect(await readIndexSettings({ cwd: dir, configPath: undefined, home })).toEqual({});
+  });
+
+  it("reads the index and registry of image.config.ts", async () => {
+    await fs.writeFile(path.join(dir, "image.config.ts"), config("registry"));
+    const settings = await readIndexSettings({ cwd: dir, configPath: undefined, home });
+    expect(settings).toEqual({ registry: "127.0.0.1:5000", index: "registry" });
+  });
+
+  it("serves a second read from the cache and refreshes it on change", async () => {
+    const file = path.join(dir, "image.config.ts");
+    await fs.writeFile(file, config("registry"));
+    await readIndexSettings({ cwd: dir, configPath: undefined, home });
+    const cache = path.join(home, "cache", "config-settings.json");
+    const entries = JSON.parse(await fs.readFile(cache, "utf8")) as Array<{ index: string }>;
+    expect(entries).toHaveLength(1);
+    // A value planted in the cache shows that an unchanged file is not loaded again.
+    await fs.writeFile(cache, JSON.stringify([{ ...entries[0], index: "planted" }]));
+    expect((await readIndexSettings({ cwd: dir, configPath: undefined, home })).index).toBe(
+      "planted",
+    );
+
+    await fs.writeFile(file, config("local"));
+    // A different size or mtime is a different key, so the new value is read.
+    await fs.utimes(file, new Date(), new Date(Date.now() + 5_000));
+    const settings = await readIndexSettings({ cwd: dir, configPath: undefined, home });
+    expect(settings.index).toBe("local");
+    expect(JSON.parse(await fs.readFile(cache, "utf8"))).toHaveLength(1);
+  });
+});
