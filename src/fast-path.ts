@@ -1,0 +1,143 @@
+/**
+ * The plain forms of `resolve` and `tags`, run without commander or the other commands so that
+ * scripts calling them in a loop do not pay for loading the whole CLI. `npm run build` bundles
+ * this file into `dist/bundle/fast-path.js`, which `bin/modal-image` loads first.
+ *
+ * It accepts only arguments whose meaning is certain without commander: the command, one
+ * operand that does not start with `-`, the flags `--json` and `--debug`, and the options
+ * `-c`/`--config`, `--index` and `--registry` as `--option VALUE` or `--option=VALUE`. For
+ * anything else (help, version, unknown options, a missing or extra operand) it returns false
+ * before printing anything, and the full CLI runs and reports it. Output, errors and exit codes
+ * are those of `src/cli.ts`, because both call the same command functions and error report.
+ *
+ * NOTE: with --debug, stack traces name the bundle's files instead of `dist/*.js`.
+ */
+import type { CommandOptions } from "./commands/options.js";
+import { resolve, tags } from "./commands/resolve.js";
+import { ExitCode } from "./errors.js";
+import { writeTable } from "./output/table.js";
+
+/** A `resolve` or `tags` command line that the fast path handles. */
+export interface FastCommand {
+  command: "resolve" | "tags";
+  /** `NAME[:TAG]` for resolve, `NAME` for tags. The command function validates it. */
+  operand: string;
+  json: boolean;
+  debug: boolean;
+  /** The options with a value, as `src/cli.ts` passes them to the command functions. */
+  options: Pick<CommandOptions, "configPath" | "index" | "registry">;
+}
+
+/** Options that take a value, by spelling, with the CommandOptions field each one sets. */
+const valueOptions = new Map<string, "configPath" | "index" | "registry">([
+  ["-c", "configPath"],
+  ["--config", "configPath"],
+  ["--index", "index"],
+  ["--registry", "registry"],
+]);
+
+/** Parses the arguments after the program name, or returns undefined to leave them to the CLI. */
+export function parseFastCommand(args: readonly string[]): FastCommand | undefined {
+  const [command, ...rest] = args;
+  if (command !== "resolve" && command !== "tags") return undefined;
+
+  let operand: string | undefined;
+  let json = false;
+  let debug = false;
+  const options: FastCommand["options"] = {};
+  for (let i = 0; i < rest.length; i++) {
+    const arg = rest[i]!;
+    const equals = arg.startsWith("--") ? arg.indexOf("=") : -1;
+    const spelling = equals > 0 ? arg.slice(0, equals) : arg;
+    const field = valueOptions.get(spelling);
+    if (arg === "--json") {
+      json = true;
+    } else if (arg === "--debug") {
+      debug = true;
+    } else if (field && equals > 0) {
+      options[field] = arg.slice(equals + 1);
+    } else if (field) {
+      // Whether a value that starts with `-` is a value or an option is commander's call.
+      const value = rest[i + 1];
+      if (value === undefined || value.startsWith("-")) return undefined;
+      options[field] = value;
+      i += 1;
+    } else if (arg.startsWith("-") || operand !== undefined) {
+      return undefined;
+    } else {
+      operand = arg;
+    }
+  }
+  if (operand === undefined) return undefined;
+  return { command, operand, json, debug, options };
+}
+
+/**
+ * Installs the process handlers that `src/cli.ts` installs, and returns the signal that the
+ * first SIGINT or SIGTERM aborts. Call it only once the fast path has taken the command, since
+ * the full CLI installs its own.
+ */
+function installProcessHandlers(): AbortSignal {
+  // A reader that closes early, as `modal-image tags x | head -1` does, is not an error.
+  process.stdout.on("error", (error: NodeJS.ErrnoException) => {
+    if (error.code === "EPIPE") process.exit(process.exitCode ?? ExitCode.ok);
+    throw error;
+  });
+
+  // NOTE: a copy of the signal policy in src/cli.ts, so that both paths behave alike. Change both.
+  const interruption = new AbortController();
+  let signalCount = 0;
+  for (const signal of ["SIGINT", "SIGTERM"] as const) {
+    process.on(signal, () => {
+      signalCount += 1;
+      if (signalCount === 2) {
+        process.stderr.write("cleaning up; interrupt once more to exit without cleanup\n");
+      }
+      if (signalCount > 2) process.exit(ExitCode.interrupted);
+      interruption.abort(new Error(`received ${signal}`));
+    });
+  }
+  return interruption.signal;
+}
+
+function writeJson(value: unknown): void {
+  process.stdout.write(`${JSON.stringify(value, null, 2)}\n`);
+}
+
+async function runCommand(parsed: FastCommand, signal: AbortSignal): Promise<void> {
+  const options: CommandOptions = { ...parsed.options, signal };
+  if (parsed.command === "resolve") {
+    const record = await resolve(parsed.operand, options);
+    if (parsed.json) writeJson(record);
+    else process.stdout.write(`${record.reference}\n`);
+    return;
+  }
+
+  const records = await tags(parsed.operand, options);
+  if (parsed.json) {
+    writeJson({ name: parsed.operand, tags: records });
+    return;
+  }
+  const rows = records.map((record) => [record.tag, record.digest, record.publishedAt]);
+  writeTable(["TAG", "DIGEST", "PUBLISHED"], rows);
+}
+
+/**
+ * Runs `args` (the arguments after the program name) if the fast path handles them, setting
+ * `process.exitCode`. Returns false, having done nothing, when the full CLI must run instead.
+ */
+export async function runFastPath(args: readonly string[]): Promise<boolean> {
+  const parsed = parseFastCommand(args);
+  if (!parsed) return false;
+
+  const signal = installProcessHandlers();
+  try {
+    await runCommand(parsed, signal);
+    process.exitCode = ExitCode.ok;
+  } catch (error) {
+    // Loaded only here, because it brings in chalk.
+    const { reportError } = await import("./output/report-error.js");
+    process.exitCode = reportError(error, { json: parsed.json, debug: parsed.debug });
+  }
+  return true;
+}
