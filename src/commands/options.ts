@@ -13,7 +13,7 @@ export interface CommandOptions {
   configPath?: string;
   /** Environment to read settings from. @default process.env */
   env?: NodeJS.ProcessEnv;
-  /** Where names live; overrides `MODAL_IMAGE_INDEX` and the config's `index`. */
+  /** The name index to use, `local` or `registry`; overrides `MODAL_IMAGE_INDEX` and the config. */
   index?: string;
   /** Overrides `MODAL_IMAGE_REGISTRY` and the config's `registry`. */
   registry?: string;

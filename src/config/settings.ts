@@ -52,7 +52,7 @@ async function findConfigFile(cwd: string): Promise<string | undefined> {
  * config file's path, size and modification time.
  *
  * NOTE: a config that takes these settings from another file it imports is not re-read when
- * only that other file changes; touch the config file to refresh the cache.
+ * only that other file changes. Touch the config file to refresh the cache.
  */
 export async function readIndexSettings(options: {
   cwd: string;

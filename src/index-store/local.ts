@@ -36,8 +36,8 @@ const logSuffix = ".log";
 /**
  * The name index on local disk. Each tag is an append-only log of JSON lines, and its value is
  * the last entry that applied. A change is one O_APPEND write of one line, which Linux applies
- * whole and in order on local file systems, so concurrent writers need no lock, a reader never
- * sees a partial value, and a writer killed at any point leaves the old or the new value.
+ * whole and in order on local file systems. So concurrent writers need no lock and a reader
+ * never sees a partial value. A writer killed at any point leaves the old or the new value.
  *
  * Layout: `<home>/index/<name>/_tags/<tag>.log`. `_tags` cannot be a name component, because
  * components start with a lowercase letter or a digit.
@@ -173,7 +173,8 @@ export class LocalIndex implements NameIndex {
       const tags = await this.tagRecords(name);
       if (tags.length > 0) listings.push({ name, tags });
     }
-    return listings.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+    // Byte order, as `names --prefix` compares, not the locale's order.
+    return listings.sort((a, b) => Number(a.name > b.name) - Number(a.name < b.name));
   }
 
   private async walkNames(relative: string): Promise<string[]> {

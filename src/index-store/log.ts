@@ -51,8 +51,8 @@ function isLogEntry(value: unknown): value is LogEntry {
 }
 
 /**
- * Parses log text. Blank lines separate entries; a line that is not a whole entry is skipped,
- * since only a writer killed in the middle of its one write() could leave one.
+ * Parses log text. Blank lines separate entries. A line that is not a whole entry is skipped,
+ * because only a writer killed in the middle of its one write() could leave one.
  */
 export function parseLog(text: string): LogEntry[] {
   const entries: LogEntry[] = [];
@@ -104,7 +104,7 @@ export function matches(expect: ExpectedValue, current: AppliedEntry | undefined
  */
 export function rollbackTarget(replayed: Replay): AppliedEntry | undefined {
   const byId = new Map(replayed.applied.map((applied) => [applied.entry.id, applied]));
-  // The entry that first set a value: a rollback stands in for the entry it restored.
+  // The entry that first set a value. A rollback counts as the entry it restored.
   const origin = (applied: AppliedEntry): AppliedEntry => {
     const restored = applied.entry.restores ? byId.get(applied.entry.restores) : undefined;
     return restored && restored !== applied ? origin(restored) : applied;

@@ -46,7 +46,7 @@ export interface NameListing {
   tags: TagRecord[];
 }
 
-/** Where names live: on local disk, or in the registry. */
+/** A store of names: on local disk, or in the registry. */
 export interface NameIndex {
   /** Returns the tag's value, or undefined when the name or tag does not exist. */
   get(ref: NameRef): Promise<TagRecord | undefined>;
