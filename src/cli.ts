@@ -2,6 +2,7 @@ import { readFileSync } from "node:fs";
 import { Command, CommanderError } from "commander";
 import { ExitCode } from "./errors.js";
 import { splitNameRef } from "./names.js";
+import { installProcessHandlers } from "./process-handlers.js";
 
 interface GlobalOptions {
   json?: boolean;
@@ -13,27 +14,7 @@ interface GlobalOptions {
   quiet?: boolean;
 }
 
-// A reader that closes early, as `modal-image tags x | head -1` does, is not an error.
-process.stdout.on("error", (error: NodeJS.ErrnoException) => {
-  if (error.code === "EPIPE") process.exit(process.exitCode ?? ExitCode.ok);
-  throw error;
-});
-
-const interruption = new AbortController();
-let signalCount = 0;
-for (const signal of ["SIGINT", "SIGTERM"] as const) {
-  process.on(signal, () => {
-    signalCount += 1;
-    // The first signal aborts the daemon's work and lets cleanup (removing the build or run
-    // container) finish. A quick second Ctrl-C must not cut that short, so only a third exits
-    // at once.
-    if (signalCount === 2) {
-      process.stderr.write("cleaning up; interrupt once more to exit without cleanup\n");
-    }
-    if (signalCount > 2) process.exit(ExitCode.interrupted);
-    interruption.abort(new Error(`received ${signal}`));
-  });
-}
+const interruptSignal = installProcessHandlers();
 
 function packageVersion(): string {
   const manifest = readFileSync(new URL("../package.json", import.meta.url), "utf8");
@@ -91,7 +72,7 @@ function commandOptions(options: GlobalOptions) {
     ...(options.config === undefined ? {} : { configPath: options.config }),
     ...(options.index === undefined ? {} : { index: options.index }),
     ...(options.registry === undefined ? {} : { registry: options.registry }),
-    signal: interruption.signal,
+    signal: interruptSignal,
   };
 }
 

@@ -15,6 +15,7 @@
 import type { CommandOptions } from "./commands/options.js";
 import { resolve, tags } from "./commands/resolve.js";
 import { ExitCode } from "./errors.js";
+import { installProcessHandlers } from "./process-handlers.js";
 import { writeTable } from "./output/table.js";
 
 /** A `resolve` or `tags` command line that the fast path handles. */
@@ -70,34 +71,6 @@ export function parseFastCommand(args: readonly string[]): FastCommand | undefin
   }
   if (operand === undefined) return undefined;
   return { command, operand, json, debug, options };
-}
-
-/**
- * Installs the process handlers that `src/cli.ts` installs, and returns the signal that the
- * first SIGINT or SIGTERM aborts. Call it only once the fast path has taken the command, since
- * the full CLI installs its own.
- */
-function installProcessHandlers(): AbortSignal {
-  // A reader that closes early, as `modal-image tags x | head -1` does, is not an error.
-  process.stdout.on("error", (error: NodeJS.ErrnoException) => {
-    if (error.code === "EPIPE") process.exit(process.exitCode ?? ExitCode.ok);
-    throw error;
-  });
-
-  // NOTE: a copy of the signal policy in src/cli.ts, so that both paths behave alike. Change both.
-  const interruption = new AbortController();
-  let signalCount = 0;
-  for (const signal of ["SIGINT", "SIGTERM"] as const) {
-    process.on(signal, () => {
-      signalCount += 1;
-      if (signalCount === 2) {
-        process.stderr.write("cleaning up; interrupt once more to exit without cleanup\n");
-      }
-      if (signalCount > 2) process.exit(ExitCode.interrupted);
-      interruption.abort(new Error(`received ${signal}`));
-    });
-  }
-  return interruption.signal;
 }
 
 function writeJson(value: unknown): void {
