@@ -113,12 +113,23 @@ addCommonOptions(
     )
     .option("--expect <digest>", expectHelp)
     .option("--no-cache", "build without the daemon's layer cache")
+    .option(
+      "--force",
+      "build even when an image of the same definition exists locally or in the registry",
+    )
+    .option("--parallel <n>", "maximum number of images built at once (default: 2)", Number)
     .option("--verbose", "print the full build log")
     .option("-q, --quiet", "print no progress"),
 ).action(
   action(
     async (
-      options: GlobalOptions & { publish?: string[]; cache?: boolean; expect?: string },
+      options: GlobalOptions & {
+        publish?: string[];
+        cache?: boolean;
+        expect?: string;
+        force?: boolean;
+        parallel?: number;
+      },
       images: string[],
     ) => {
       const { build } = await import("./commands/build.js");
@@ -130,6 +141,8 @@ addCommonOptions(
           publish: options.publish ?? [],
           ...(options.expect === undefined ? {} : { expect: options.expect }),
           noCache: options.cache === false,
+          force: options.force ?? false,
+          ...(options.parallel === undefined ? {} : { parallel: options.parallel }),
           onProgress: (event) => renderer.onEvent(event),
         });
         if (options.json) writeJson(result);

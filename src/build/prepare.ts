@@ -3,6 +3,7 @@ import fs from "node:fs/promises";
 import path from "node:path";
 import { collectContext, type ContextEntry, type ContextSource } from "../context/collect.js";
 import { hashContext } from "../context/hash.js";
+import { FileDigestCache } from "../context/hash-cache.js";
 import { contextDir, generateDockerfile, generatorVersion } from "../dockerfile/generate.js";
 import { UsageError } from "../errors.js";
 import type { Image } from "../image/image.js";
@@ -14,7 +15,13 @@ export interface PreparedImage {
   key: string;
   dockerfile: string;
   entries: ContextEntry[];
-  /** `sha256:<hex>` over the generator version, the Dockerfile and every context byte. */
+  /**
+   * `sha256:<hex>` over the generator version, the Dockerfile and the context hash. Local paths
+   * enter only through the context's archive paths, so the project may move.
+   * NOTE: a base named by tag (`fromRegistry("busybox:latest")`, or a FROM line in a user's
+   * Dockerfile) enters as that text, so a moved upstream tag does not change the hash, and
+   * `build` reuses the older image until `--force`.
+   */
   definitionHash: string;
   /** The pinned reference of a `fromName` base. */
   baseReference: string | undefined;
@@ -24,6 +31,8 @@ export interface PrepareOptions {
   /** Directory that relative local paths resolve against: the config file's directory. */
   baseDir: string;
   index: NameIndex;
+  /** `$MODAL_IMAGE_HOME`, whose `cache/` keeps file digests between runs. @default no cache */
+  cacheHome?: string;
 }
 
 async function readBaseDockerfile(image: Image, baseDir: string) {
@@ -89,7 +98,14 @@ export async function prepareImage(
 ): Promise<PreparedImage> {
   const generated = await generateImage(image, options);
   const entries = await collectContext(generated.sources);
-  const contextHash = await hashContext(entries);
+  let contextHash: string;
+  if (options.cacheHome === undefined) {
+    contextHash = await hashContext(entries);
+  } else {
+    const cache = await FileDigestCache.open(options.cacheHome, generated.sources);
+    contextHash = await hashContext(entries, cache.digest);
+    await cache.save();
+  }
   const definitionHash = `sha256:${createHash("sha256")
     .update(
       JSON.stringify({ generatorVersion, dockerfile: generated.dockerfile, context: contextHash }),

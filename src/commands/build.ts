@@ -1,12 +1,12 @@
+import { definitionLabel, definitionTag, findCachedImage } from "../build/find-cached.js";
 import { prepareImage, type PreparedImage } from "../build/prepare.js";
 import type { RegistryAuth } from "../docker/client.js";
 import { dockerfilePath } from "../dockerfile/generate.js";
-import { UsageError } from "../errors.js";
+import { InterruptedError, UsageError } from "../errors.js";
 import { loadConfig, type LoadedConfig } from "../config/load.js";
 import type { Image } from "../image/image.js";
 import { parseExpected } from "../index-store/local.js";
 import {
-  reservedTagPrefix,
   formatNameRef,
   parseNameRef,
   parseRegistry,
@@ -14,6 +14,9 @@ import {
   type NameRef,
   type RegistryLocation,
 } from "../names.js";
+import { modalImageHome } from "../home.js";
+import type { RegistryClient } from "../registry/client.js";
+import { mapWithConcurrency } from "../util/concurrency.js";
 import { chooseRegistryText, openIndex, type CommandOptions } from "./options.js";
 
 export interface BuildOptions extends CommandOptions {
@@ -25,11 +28,16 @@ export interface BuildOptions extends CommandOptions {
   expect?: string;
   /** Build without the daemon's layer cache. */
   noCache?: boolean;
+  /** Build even when an image of the same definition hash exists locally or in the registry. */
+  force?: boolean;
+  /** Maximum number of definitions built at once. @default 2 */
+  parallel?: number;
 }
 
 export interface BuiltImage {
   /** The definition's key in the config. */
   image: string;
+  /** The local image ID; for an image found only in the registry, its manifest's config digest. */
   imageId: string;
   /** The pinned reference: `REPOSITORY@sha256:...`, or the image ID without a registry. */
   reference: string;
@@ -39,14 +47,23 @@ export interface BuiltImage {
   definitionHash: string;
   /** The `NAME:TAG` values now pointing at this image. */
   published: string[];
+  /** Whether an image of the same definition hash was reused instead of built. */
+  cached: boolean;
 }
 
 export interface BuildResult {
   images: BuiltImage[];
 }
 
-/** Label on every built image, holding the definition hash. */
-export const definitionLabel = "dev.modal-image.definition";
+export { definitionLabel };
+
+function checkParallel(value: number | undefined): number {
+  if (value === undefined) return 2;
+  if (Number.isInteger(value) && value >= 1) return value;
+  throw new UsageError(`invalid --parallel value ${String(value)}`, {
+    hint: "give the maximum number of images to build at once, a whole number of at least 1",
+  });
+}
 
 function chooseRegistry(options: BuildOptions, config: LoadedConfig): RegistryLocation | undefined {
   const chosen = chooseRegistryText(options, config);
@@ -108,6 +125,7 @@ export async function build(options: BuildOptions = {}): Promise<BuildResult> {
       hint: "name the tag to move: modal-image build --publish NAME[:TAG] --expect DIGEST",
     });
   }
+  const parallel = checkParallel(options.parallel);
   const config = await loadConfig(options);
   const registry = chooseRegistry(options, config);
   const targets = plan(config, options.images ?? [], publishRefs);
@@ -116,25 +134,44 @@ export async function build(options: BuildOptions = {}): Promise<BuildResult> {
   const prepared: Array<{ prepared: PreparedImage; publish: NameRef[]; repository: string }> = [];
   for (const target of targets) {
     const repository = registry ? repositoryFor(registry, target.key) : target.key;
-    const ready = await prepareImage(target.key, target.image, { baseDir: config.dir, index });
+    const ready = await prepareImage(target.key, target.image, {
+      baseDir: config.dir,
+      index,
+      cacheHome: modalImageHome(options.env),
+    });
     prepared.push({ prepared: ready, publish: target.publish, repository });
   }
 
-  // Loaded here so that commands which never build do not pay for dockerode.
+  // Loaded here so that commands which never build, and configs that import the library, do
+  // not load dockerode or the registry client.
   const { resolveRegistryAuth } = await import("../docker/auth.js");
+  const { RegistryClient } = await import("../registry/client.js");
   const auth = registry ? await resolveRegistryAuth(registry.host, options.env) : undefined;
-  const results: BuiltImage[] = [];
-  for (const { prepared: image, repository } of prepared) {
-    try {
-      results.push(await buildAndPush(image, repository, registry !== undefined, auth, options));
-    } catch (error) {
-      // With several images, the message must say which one failed.
-      if (error instanceof Error && prepared.length > 1) {
-        error.message = `image ${image.key}: ${error.message}`;
+  const client = registry
+    ? new RegistryClient(registry.host, { env: options.env ?? process.env })
+    : undefined;
+  // The first failure stops the builds still running, so that the error is reported at once.
+  const stopOthers = new AbortController();
+  const signal = options.signal
+    ? AbortSignal.any([options.signal, stopOthers.signal])
+    : stopOthers.signal;
+  const run: RunContext = { registry, client, auth, options: { ...options, signal } };
+  const results = await mapWithConcurrency(
+    prepared,
+    parallel,
+    async ({ prepared: image, repository }) => {
+      try {
+        return await buildOrReuse(image, repository, run);
+      } catch (error) {
+        stopOthers.abort();
+        // With several images, the message must say which one failed.
+        if (error instanceof Error && prepared.length > 1) {
+          error.message = `image ${image.key}: ${error.message}`;
+        }
+        throw error;
       }
-      throw error;
-    }
-  }
+    },
+  );
   // Names move only after every image was built and pushed.
   for (const [position, { publish }] of prepared.entries()) {
     const built = results[position]!;
@@ -154,16 +191,76 @@ export async function build(options: BuildOptions = {}): Promise<BuildResult> {
   return { images: results };
 }
 
-async function buildAndPush(
+/** What every image of one build run shares. */
+interface RunContext {
+  registry: RegistryLocation | undefined;
+  client: RegistryClient | undefined;
+  auth: RegistryAuth | undefined;
+  options: BuildOptions;
+}
+
+/**
+ * Returns an image built earlier from the same definition hash, tagging and pushing a local one
+ * when the registry lacks it, or else builds and pushes the image.
+ */
+async function buildOrReuse(
   image: PreparedImage,
   repository: string,
-  push: boolean,
-  auth: RegistryAuth | undefined,
-  options: BuildOptions,
+  run: RunContext,
 ): Promise<BuiltImage> {
-  const { buildImage, pushImage } = await import("../docker/client.js");
+  const { options, registry } = run;
+  if (options.signal?.aborted) throw new InterruptedError(`build of ${image.key} interrupted`);
+  const cached = options.force
+    ? undefined
+    : await findCachedImage({
+        definitionHash: image.definitionHash,
+        repository,
+        registry,
+        client: run.client,
+      });
+  if (cached?.location === "registry") {
+    const tag = definitionTag(image.definitionHash);
+    options.onProgress?.({
+      type: "phase",
+      image: image.key,
+      phase: "cached",
+      detail: `${repository}:${tag}`,
+    });
+    return {
+      ...describe(image, cached.imageId, `${repository}@${cached.digest}`, cached.digest),
+      repository,
+      cached: true,
+    };
+  }
+  if (cached?.location === "local") {
+    options.onProgress?.({
+      type: "phase",
+      image: image.key,
+      phase: "cached",
+      detail: cached.imageId,
+    });
+    if (registry === undefined) {
+      return { ...describe(image, cached.imageId, cached.imageId, cached.imageId), cached: true };
+    }
+    const { tagImage } = await import("../docker/client.js");
+    await tagImage(cached.imageId, repository, definitionTag(image.definitionHash));
+    return { ...(await push(image, cached.imageId, repository, run)), cached: true };
+  }
+  const imageId = await buildDefinition(image, repository, options);
+  if (registry === undefined) {
+    return { ...describe(image, imageId, imageId, imageId), cached: false };
+  }
+  return { ...(await push(image, imageId, repository, run)), cached: false };
+}
+
+/** Builds the image, tagged `REPOSITORY:_def-<hex>` and labelled, and returns its ID. */
+async function buildDefinition(
+  image: PreparedImage,
+  repository: string,
+  options: BuildOptions,
+): Promise<string> {
+  const { buildImage } = await import("../docker/client.js");
   const { packContext } = await import("../context/tar.js");
-  const tag = `${reservedTagPrefix}def-${image.definitionHash.slice("sha256:".length)}`;
   const report = options.onProgress;
   report?.({ type: "phase", image: image.key, phase: "build" });
   const context = packContext(image.entries, [
@@ -172,32 +269,51 @@ async function buildAndPush(
   const { imageId } = await buildImage({
     context,
     dockerfile: dockerfilePath,
-    tags: [`${repository}:${tag}`],
+    tags: [`${repository}:${definitionTag(image.definitionHash)}`],
     labels: { [definitionLabel]: image.definitionHash },
     ...(options.noCache ? { noCache: true } : {}),
     ...(options.signal ? { signal: options.signal } : {}),
     onEvent: (event) => report?.({ type: "build", image: image.key, event }),
   });
-  let reference = imageId;
-  let digest = imageId;
-  if (push) {
-    report?.({ type: "phase", image: image.key, phase: "push", detail: repository });
-    const pushed = await pushImage({
-      repository,
-      tag,
-      ...(auth ? { auth } : {}),
-      ...(options.signal ? { signal: options.signal } : {}),
-      onEvent: (event) => report?.({ type: "push", image: image.key, event }),
-    });
-    digest = pushed.digest;
-    reference = `${repository}@${pushed.digest}`;
-  }
+  return imageId;
+}
+
+/** Pushes `REPOSITORY:_def-<hex>`, which must exist locally, and describes the pushed image. */
+async function push(
+  image: PreparedImage,
+  imageId: string,
+  repository: string,
+  run: RunContext,
+): Promise<Omit<BuiltImage, "cached">> {
+  const { pushImage } = await import("../docker/client.js");
+  const { options, auth } = run;
+  const report = options.onProgress;
+  report?.({ type: "phase", image: image.key, phase: "push", detail: repository });
+  const pushed = await pushImage({
+    repository,
+    tag: definitionTag(image.definitionHash),
+    ...(auth ? { auth } : {}),
+    ...(options.signal ? { signal: options.signal } : {}),
+    onEvent: (event) => report?.({ type: "push", image: image.key, event }),
+  });
+  return {
+    ...describe(image, imageId, `${repository}@${pushed.digest}`, pushed.digest),
+    repository,
+  };
+}
+
+function describe(
+  image: PreparedImage,
+  imageId: string,
+  reference: string,
+  digest: string,
+): Omit<BuiltImage, "cached"> {
   return {
     image: image.key,
     imageId,
     reference,
     digest,
-    repository: push ? repository : undefined,
+    repository: undefined,
     definitionHash: image.definitionHash,
     published: [],
   };

@@ -33,6 +33,8 @@ export interface ContextEntry {
   /** Size in bytes, 0 for directories and symlinks. */
   size: number;
   mtimeMs: number;
+  /** Inode change time, which moves on every content, mode or mtime change. */
+  ctimeMs: number;
   ino: number;
   dev: number;
   /** The symlink's target as stored on disk, never followed. */

@@ -22,6 +22,7 @@ export async function toEntry(
     sourcePath,
     mode: stats.mode & 0o7777,
     mtimeMs: stats.mtimeMs,
+    ctimeMs: stats.ctimeMs,
     ino: stats.ino,
     dev: stats.dev,
   };

@@ -3,16 +3,23 @@ import type { ContextEntry } from "./collect.js";
 import { readEntryContent } from "./read-entry.js";
 
 // Names the framing below. Change it whenever the framing changes, so old hashes never match.
-const FORMAT = "modal-image build context v1";
+const FORMAT = "modal-image build context v2";
+
+/** Returns the `sha256:<hex>` digest of a file entry's content. */
+export type FileDigester = (entry: ContextEntry) => Promise<string>;
 
 /**
  * Hashes the context as `sha256:<hex>` over, for each entry in order: archive path, type,
- * permission bits, link target and file content (streamed). Each field is length-prefixed, so
- * no two different contexts frame to the same bytes. Mtime, inode and device are left out, so
- * touching or copying files does not change the hash. Throws `OperationError` when a file
- * changed since it was collected.
+ * permission bits, link target, and for files the size and the sha256 of the content. Each
+ * field is length-prefixed, so no two different contexts frame to the same bytes. Mtime, inode
+ * and device are left out, so touching or copying files does not change the hash.
+ * `digestFile` may return a cached digest, which must equal what `digestFileContent` returns.
+ * Throws `OperationError` when a file changed since it was collected.
  */
-export async function hashContext(entries: readonly ContextEntry[]): Promise<string> {
+export async function hashContext(
+  entries: readonly ContextEntry[],
+  digestFile: FileDigester = digestFileContent,
+): Promise<string> {
   const hash = createHash("sha256");
   writeField(hash, FORMAT);
   writeLength(hash, entries.length);
@@ -23,11 +30,18 @@ export async function hashContext(entries: readonly ContextEntry[]): Promise<str
     writeLength(hash, entry.mode);
     writeField(hash, entry.linkTarget ?? "");
     if (entry.type === "file") {
-      // readEntryContent yields exactly `entry.size` bytes or throws.
       writeLength(hash, entry.size);
-      for await (const chunk of readEntryContent(entry)) hash.update(chunk);
+      writeField(hash, await digestFile(entry));
     }
   }
+  return `sha256:${hash.digest("hex")}`;
+}
+
+/** Reads a file entry and returns the `sha256:<hex>` digest of its content. */
+export async function digestFileContent(entry: ContextEntry): Promise<string> {
+  const hash = createHash("sha256");
+  // readEntryContent yields exactly `entry.size` bytes or throws.
+  for await (const chunk of readEntryContent(entry)) hash.update(chunk);
   return `sha256:${hash.digest("hex")}`;
 }
 

@@ -492,6 +492,36 @@ function toArgv(value: string | string[] | null | undefined): string[] {
   return typeof value === "string" ? [value] : value;
 }
 
+/** A local image found by label: its ID and creation time in seconds since the epoch. */
+export interface LabelledImage {
+  id: string;
+  created: number;
+}
+
+/**
+ * Returns the most recently created local image whose label `key` has `value`, or undefined
+ * when the daemon has none.
+ */
+export async function findNewestImageByLabel(
+  key: string,
+  value: string,
+  docker: Docker = defaultDocker(),
+): Promise<LabelledImage | undefined> {
+  let images: Docker.ImageInfo[];
+  try {
+    images = await docker.listImages({ filters: { label: [`${key}=${value}`] } });
+  } catch (error) {
+    throw toDockerError(error, `list of images with label ${key}=${value}`);
+  }
+  let newest: LabelledImage | undefined;
+  for (const image of images) {
+    if (newest === undefined || image.Created > newest.created) {
+      newest = { id: image.Id, created: image.Created };
+    }
+  }
+  return newest;
+}
+
 /** Adds the tag `repository:tag` to a local image. */
 export async function tagImage(
   imageId: string,

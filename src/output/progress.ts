@@ -5,7 +5,12 @@ import { stderrStyle } from "./style.js";
 
 /** A progress event of build, push, pull or publish. Renderers print them to stderr only. */
 export type ProgressEvent =
-  | { type: "phase"; image: string; phase: "build" | "push" | "pull" | "publish"; detail?: string }
+  | {
+      type: "phase";
+      image: string;
+      phase: "build" | "cached" | "push" | "pull" | "publish";
+      detail?: string;
+    }
   | { type: "build"; image: string; event: BuildEvent }
   | { type: "push"; image: string; event: PushEvent }
   | { type: "done"; image: string; reference: string };

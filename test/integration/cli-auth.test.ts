@@ -53,7 +53,7 @@ describe.skipIf(skipIntegration)("push to a registry with auth", () => {
     expect(result.exitCode).toBe(1);
     expect(result.stderr).toContain(authRegistry);
     expect(result.stderr).toMatch(
-      /no basic auth credentials|unauthorized|authentication required/i,
+      /no basic auth credentials|unauthorized|authentication required|requires a login/i,
     );
     expect(result.stderr).not.toContain(credentials.password);
     expect((await project.cli(["resolve", name])).exitCode).toBe(3);

@@ -113,14 +113,16 @@ describe("hashContext", () => {
   test("framing is pinned", async () => {
     // Changing the framing changes every definition hash, so it must be a deliberate change
     // together with a new format name in hash.ts.
-    const base = { sourcePath: "/unused", mtimeMs: 0, ino: 0, dev: 0, size: 0 };
+    const base = { sourcePath: "/unused", mtimeMs: 0, ctimeMs: 0, ino: 0, dev: 0, size: 0 };
     const entries: ContextEntry[] = [
       { ...base, archivePath: "ctx/0", type: "directory", mode: 0o755 },
+      { ...base, archivePath: "ctx/0/file", type: "file", mode: 0o644, size: 3 },
       { ...base, archivePath: "ctx/0/link", type: "symlink", mode: 0o777, linkTarget: "target" },
     ];
+    const digestFile = () => Promise.resolve(`sha256:${"0".repeat(64)}`);
 
-    expect(await hashContext(entries)).toBe(
-      "sha256:7b01ee0cd6f5bb15b8badee1a2035a1fa2ca3b651ba3be0d759eeeb96a4d8343",
+    expect(await hashContext(entries, digestFile)).toBe(
+      "sha256:4f73224bed716bb84d7fddfb77278e555439da0969a25c601e96c2231ddbdfe7",
     );
   });
 
