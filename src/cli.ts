@@ -326,6 +326,21 @@ addCommonOptions(
   }),
 );
 
+program
+  .command("init")
+  .description("write a starter image.config.ts in the working directory")
+  .option("--force", "replace an existing image.config.ts")
+  .option("--json", "print one JSON document on stdout instead of text")
+  .option("--debug", "print stack traces of unexpected errors")
+  .action(
+    action(async (options: GlobalOptions & { force?: boolean }) => {
+      const { init } = await import("./commands/init.js");
+      const file = await init({ force: options.force ?? false });
+      if (options.json) writeJson({ config: file });
+      else process.stdout.write(`${file}\n`);
+    }),
+  );
+
 try {
   await program.parseAsync(process.argv);
 } catch (error) {

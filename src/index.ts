@@ -22,6 +22,7 @@ export { publish } from "./commands/publish.js";
 export { resolve, tags } from "./commands/resolve.js";
 export { dockerfile } from "./commands/dockerfile.js";
 export { run, type RunOptions, type RunResult } from "./commands/run.js";
+export { init, type InitOptions } from "./commands/init.js";
 export type { CommandOptions } from "./commands/options.js";
 export type { TagRecord } from "./index-store/local.js";
 export type { ProgressEvent } from "./output/progress.js";

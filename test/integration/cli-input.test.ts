@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { readFile } from "node:fs/promises";
 import path from "node:path";
 import { configText, createProject, repoRoot, type TestProject } from "../helpers/cli.js";
 
@@ -174,5 +175,50 @@ describe("commands that touch no daemon", () => {
     const version = await project.cli(["--version"]);
     expect(version.exitCode).toBe(0);
     expect(version.stdout).toMatch(/^\d+\.\d+\.\d+\n$/);
+  });
+});
+
+describe("init", () => {
+  it("writes a starter config that loads", async () => {
+    const fresh = await createProject("modal-image-init-");
+    try {
+      const result = await fresh.cli(["init"]);
+      expect(result.exitCode).toBe(0);
+      expect(result.stdout).toBe(`${path.join(fresh.dir, "image.config.ts")}\n`);
+      const dockerfile = await fresh.cli(["dockerfile", "app"], { env: unreachable });
+      expect(dockerfile.exitCode).toBe(0);
+      expect(dockerfile.stdout.split("\n")[0]).toBe("FROM debian:bookworm-slim");
+    } finally {
+      await fresh.cleanup();
+    }
+  });
+
+  it("keeps an existing config and exits 2", async () => {
+    const fresh = await createProject("modal-image-init-");
+    try {
+      const original = await fresh.write("image.config.json", '{"images": {}}');
+      const result = await fresh.cli(["init"]);
+      expect(result.exitCode).toBe(2);
+      expect(result.stderr).toContain(original);
+      expect(await readFile(original, "utf8")).toBe('{"images": {}}');
+      await expect(readFile(path.join(fresh.dir, "image.config.ts"), "utf8")).rejects.toThrow();
+    } finally {
+      await fresh.cleanup();
+    }
+  });
+
+  it("replaces image.config.ts only with --force", async () => {
+    const fresh = await createProject("modal-image-init-");
+    try {
+      await fresh.write("image.config.ts", "old");
+      expect((await fresh.cli(["init"])).exitCode).toBe(2);
+      expect(await readFile(path.join(fresh.dir, "image.config.ts"), "utf8")).toBe("old");
+      expect((await fresh.cli(["init", "--force"])).exitCode).toBe(0);
+      expect(await readFile(path.join(fresh.dir, "image.config.ts"), "utf8")).toContain(
+        "defineConfig",
+      );
+    } finally {
+      await fresh.cleanup();
+    }
   });
 });
