@@ -23,6 +23,12 @@ function packageVersion(): string {
 
 const expectHelp = "move the tag only if it has this digest now (none: only if it is unset)";
 
+/** Prints a tag's value: its pinned reference, or the whole record with --json. */
+function printRecord(record: { reference: string }, options: GlobalOptions): void {
+  if (options.json) writeJson(record);
+  else process.stdout.write(`${record.reference}\n`);
+}
+
 function writeJson(value: unknown): void {
   process.stdout.write(`${JSON.stringify(value, null, 2)}\n`);
 }
@@ -171,8 +177,7 @@ addCommonOptions(
       ...commandOptions(options),
       ...(options.expect === undefined ? {} : { expect: options.expect }),
     });
-    if (options.json) writeJson(record);
-    else process.stdout.write(`${record.reference}\n`);
+    printRecord(record, options);
   }),
 );
 
@@ -185,8 +190,7 @@ addCommonOptions(
   action(async (options, nameRef: string) => {
     const { resolve } = await import("./commands/resolve.js");
     const record = await resolve(nameRef, commandOptions(options));
-    if (options.json) writeJson(record);
-    else process.stdout.write(`${record.reference}\n`);
+    printRecord(record, options);
   }),
 );
 
@@ -243,8 +247,7 @@ addCommonOptions(
       ...(options.to === undefined ? {} : { to: options.to }),
       ...(options.expect === undefined ? {} : { expect: options.expect }),
     });
-    if (options.json) writeJson(record);
-    else process.stdout.write(`${record.reference}\n`);
+    printRecord(record, options);
   }),
 );
 
@@ -261,8 +264,7 @@ addCommonOptions(
       ...commandOptions(options),
       ...(options.expect === undefined ? {} : { expect: options.expect }),
     });
-    if (options.json) writeJson(record);
-    else process.stdout.write(`${record.reference}\n`);
+    printRecord(record, options);
   }),
 );
 

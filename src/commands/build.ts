@@ -164,7 +164,7 @@ export async function build(options: BuildOptions = {}): Promise<BuildResult> {
         return await buildOrReuse(image, repository, run);
       } catch (error) {
         stopOthers.abort();
-        // With several images, the message must say which one failed.
+        // With several images, the message names the one that failed.
         if (error instanceof Error && prepared.length > 1) {
           error.message = `image ${image.key}: ${error.message}`;
         }
@@ -191,7 +191,7 @@ export async function build(options: BuildOptions = {}): Promise<BuildResult> {
   return { images: results };
 }
 
-/** What every image of one build run shares. */
+/** The settings and clients shared by every image of one build run. */
 interface RunContext {
   registry: RegistryLocation | undefined;
   client: RegistryClient | undefined;

@@ -9,7 +9,7 @@ export interface ModalImageConfig {
    */
   registry?: string;
   /**
-   * Where names live: `"local"`, files under `$MODAL_IMAGE_HOME`, or `"registry"`, the
+   * The name index: `"local"`, files under `$MODAL_IMAGE_HOME`, or `"registry"`, the
    * registry's own tags, shared by every machine that uses the registry. `MODAL_IMAGE_INDEX`
    * and `--index` override it. @default "local"
    */

@@ -8,5 +8,5 @@ export const configFileNames = [
   "image.config.json",
 ];
 
-/** The key of package.json that holds a config. */
+/** The key of package.json that contains a config. */
 export const packageJsonKey = "modal-image";

@@ -30,8 +30,8 @@ const layers: Record<string, (image: Image, args: Args) => Image> = {
 };
 /* eslint-enable @typescript-eslint/no-unsafe-argument */
 
-// Methods that take one value, which may itself be a list or an object: the JSON value is that
-// argument as it is, so validation sees a wrong type instead of a silently split string.
+// Methods that take one value, which may itself be a list or an object. The JSON value is that
+// argument as it is, so validation reports a wrong type instead of a silently split string.
 const singleArgument = new Set([
   "env",
   "entrypoint",

@@ -64,7 +64,7 @@ export class FileDigestCache {
   /** Loads the cache files of `sources` from `$MODAL_IMAGE_HOME/cache`. */
   static async open(home: string, sources: readonly ContextSource[]): Promise<FileDigestCache> {
     const paths = [...new Set(sources.map((source) => source.localPath))];
-    // Longest first, so that an entry belongs to the innermost source that contains it.
+    // Sorted by decreasing length, so that an entry belongs to the innermost source containing it.
     paths.sort((a, b) => b.length - a.length);
     const cache = new FileDigestCache(fileDigestCacheDir(home), paths);
     for (const source of paths) {

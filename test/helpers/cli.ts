@@ -79,12 +79,12 @@ export async function createProject(prefix = "modal-image-test-"): Promise<TestP
   };
 }
 
-/** A repository name unique to one test run, so parallel runs never share registry tags. */
+/** Returns a repository name unique to one test run, so parallel runs never share registry tags. */
 export function uniqueName(label: string): string {
   return `modal-image-test/${label}-${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
 }
 
-/** A config file that imports the package the way users do. */
+/** Returns the text of a config file that imports the package the way users do. */
 export function configText(body: string, registry?: string): string {
   return [
     'import { defineConfig, Image } from "modal-image";',

@@ -26,7 +26,7 @@ interface Definition {
   fromName?: boolean;
 }
 
-/** An image that adds the project's `app/` directory, relative to the config directory. */
+/** Returns an image that adds the project's `app/` directory, relative to the config directory. */
 function defineImage(definition: Definition = {}): Image {
   const base = definition.fromName ? Image.fromName("base") : Image.fromRegistry("busybox:latest");
   return base

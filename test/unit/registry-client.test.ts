@@ -286,7 +286,7 @@ describe("RegistryClient auth", () => {
     expect(tokenRequest.url.searchParams.get("service")).toBe("fake-registry");
     expect(tokenRequest.url.searchParams.getAll("scope")).toEqual(["repository:team/app:pull"]);
     expect(tokenRequest.authorization).toBe(basic("bob", "pw-bearer"));
-    // The registry itself never sees the Basic credentials.
+    // The registry itself never receives the Basic credentials.
     expect(registry.requests.map((request) => request.authorization)).toEqual([
       undefined,
       "Bearer token-1",
