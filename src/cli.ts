@@ -2,6 +2,7 @@ import { readFileSync } from "node:fs";
 import { Command, CommanderError } from "commander";
 import { ExitCode } from "./errors.js";
 import { splitNameRef } from "./names.js";
+import { packagePath } from "./package-root.js";
 import { installProcessHandlers } from "./process-handlers.js";
 
 interface GlobalOptions {
@@ -17,7 +18,7 @@ interface GlobalOptions {
 const interruptSignal = installProcessHandlers();
 
 function packageVersion(): string {
-  const manifest = readFileSync(new URL("../package.json", import.meta.url), "utf8");
+  const manifest = readFileSync(packagePath("package.json"), "utf8");
   return (JSON.parse(manifest) as { version: string }).version;
 }
 

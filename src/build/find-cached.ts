@@ -1,3 +1,4 @@
+import { getEngineJson, localDaemonSocket } from "../docker/engine.js";
 import { reservedTagPrefix, type RegistryLocation } from "../names.js";
 import type { RegistryClient } from "../registry/client.js";
 
@@ -40,10 +41,41 @@ export async function findCachedImage(
       return { location: "registry", digest: head.digest, imageId: imageId ?? head.digest };
     }
   }
-  // Loaded here so that importing the library does not load dockerode.
-  const { findNewestImageByLabel } = await import("../docker/client.js");
   const local = await findNewestImageByLabel(definitionLabel, definitionHash);
-  return local === undefined ? undefined : { location: "local", imageId: local.id };
+  return local === undefined ? undefined : { location: "local", imageId: local.Id };
+}
+
+/**
+ * Returns the most recently created local image whose label `key` has `value`, or undefined
+ * when the daemon has none. A daemon on a local socket is queried without loading dockerode.
+ */
+async function findNewestImageByLabel(
+  key: string,
+  value: string,
+): Promise<{ Id: string; Created: number } | undefined> {
+  const socket = localDaemonSocket();
+  let images: Array<{ Id: string; Created: number }>;
+  if (socket === undefined) {
+    const { listImagesByLabel } = await import("../docker/client.js");
+    images = await listImagesByLabel(key, value);
+  } else {
+    const filters = encodeURIComponent(JSON.stringify({ label: [`${key}=${value}`] }));
+    const answer = await getEngineJson(
+      socket,
+      `/images/json?filters=${filters}`,
+      `list of images with label ${key}=${value}`,
+    );
+    images = Array.isArray(answer) ? answer.filter(isImageSummary) : [];
+  }
+  return images.reduce<{ Id: string; Created: number } | undefined>(
+    (newest, image) => (newest === undefined || image.Created > newest.Created ? image : newest),
+    undefined,
+  );
+}
+
+function isImageSummary(value: unknown): value is { Id: string; Created: number } {
+  const record = value as { Id?: unknown; Created?: unknown } | null;
+  return typeof record?.Id === "string" && typeof record.Created === "number";
 }
 
 /**

@@ -1,12 +1,12 @@
-import { existsSync } from "node:fs";
 import fs from "node:fs/promises";
+import { createRequire } from "node:module";
 import path from "node:path";
-import { fileURLToPath } from "node:url";
 import { cosmiconfig, type Loader } from "cosmiconfig";
 import { UsageError } from "../errors.js";
 import { isImage, type Image } from "../image/image.js";
 import { validateImage, type Problem } from "../image/validate.js";
 import { isValidName, maxRepositoryLength, nameGrammar, parseRegistry } from "../names.js";
+import { isBundled, packagePath } from "../package-root.js";
 import { configFileNames, packageJsonKey } from "./files.js";
 import { imageFromJson } from "./from-json.js";
 
@@ -21,15 +21,19 @@ export interface LoadedConfig {
   images: ReadonlyMap<string, Image>;
 }
 
-// The package entry, so that `import { Image } from "modal-image"` in a config loads this copy
-// even where the config's directory has no node_modules. Tests run the TypeScript sources.
+// The package entry, so that `import { Image } from "modal-image"` in a config loads the same
+// modules as the CLI, even where the config's directory has no node_modules. Tests run the
+// TypeScript sources.
 function packageEntry(): string {
-  const compiled = fileURLToPath(new URL("../index.js", import.meta.url));
-  return existsSync(compiled) ? compiled : compiled.replace(/\.js$/, ".ts");
+  return packagePath(isBundled ? "dist/bundle/index.js" : "src/index.ts");
 }
 
+// Loaded through require: importing jiti's ESM entry makes Node lex its 190 KB CommonJS build
+// for export names first, which costs more than the rest of the config load.
+const requireModule = createRequire(import.meta.url);
+
 const loadModule: Loader = async (filepath) => {
-  const { createJiti } = await import("jiti");
+  const { createJiti } = requireModule("jiti") as typeof import("jiti");
   const jiti = createJiti(import.meta.url, {
     alias: { "modal-image": packageEntry() },
     moduleCache: false,

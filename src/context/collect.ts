@@ -58,7 +58,7 @@ export async function collectContext(sources: readonly ContextSource[]): Promise
   const entries: ContextEntry[] = [];
   for (const source of sources) {
     if (source.kind === "file") {
-      entries.push(await collectFile(source));
+      entries.push(collectFile(source));
     } else {
       entries.push(...(await collectDirectory(source)));
     }
@@ -74,9 +74,9 @@ export function sortByArchivePath(entries: readonly ContextEntry[]): ContextEntr
     .map(({ entry }) => entry);
 }
 
-async function collectFile(source: ContextSource): Promise<ContextEntry> {
+function collectFile(source: ContextSource): ContextEntry {
   const path = source.localPath;
-  const stats = await lstatIfExists(path);
+  const stats = lstatIfExists(path);
   if (stats === undefined) throw notFound(path);
   if (stats.isSymbolicLink()) throw symlinkSource(path);
   if (stats.isDirectory()) {

@@ -1,5 +1,4 @@
-import { constants, type Stats } from "node:fs";
-import { access, lstat, readlink } from "node:fs/promises";
+import { accessSync, constants, lstatSync, readlinkSync, type Stats } from "node:fs";
 import { UsageError } from "../errors.js";
 import type { ContextEntry } from "./collect.js";
 
@@ -12,11 +11,7 @@ export const EXCLUDE_HINT =
  * files. Docker CLI 28 skips sockets with a logged error and copies FIFOs and device nodes into
  * the image, and neither is likely what a user wants.
  */
-export async function toEntry(
-  archivePath: string,
-  sourcePath: string,
-  stats: Stats,
-): Promise<ContextEntry> {
+export function toEntry(archivePath: string, sourcePath: string, stats: Stats): ContextEntry {
   const base = {
     archivePath,
     sourcePath,
@@ -28,12 +23,12 @@ export async function toEntry(
   };
 
   if (stats.isFile()) {
-    await checkReadable(sourcePath);
+    checkReadable(sourcePath);
     return { ...base, type: "file", size: stats.size };
   }
   if (stats.isDirectory()) return { ...base, type: "directory", size: 0 };
   if (stats.isSymbolicLink()) {
-    return { ...base, type: "symlink", size: 0, linkTarget: await readLinkTarget(sourcePath) };
+    return { ...base, type: "symlink", size: 0, linkTarget: readLinkTarget(sourcePath) };
   }
   throw new UsageError(`cannot add ${sourcePath}: ${describeSpecialFile(stats)} is not supported`, {
     hint: EXCLUDE_HINT,
@@ -41,9 +36,9 @@ export async function toEntry(
 }
 
 /** Returns the `lstat` of a path, or undefined when it does not exist. */
-export async function lstatIfExists(path: string): Promise<Stats | undefined> {
+export function lstatIfExists(path: string): Stats | undefined {
   try {
-    return await lstat(path);
+    return lstatSync(path);
   } catch (error) {
     if (hasCode(error, "ENOENT")) return undefined;
     throw unreadablePath(path, error);
@@ -78,18 +73,18 @@ export function invalidUtf8Path(path: string): UsageError {
 
 // The Docker CLI also opens every file that is not excluded before it sends the context, and
 // fails with "no permission to read from" on the first that it cannot read.
-async function checkReadable(path: string): Promise<void> {
+function checkReadable(path: string): void {
   try {
-    await access(path, constants.R_OK);
+    accessSync(path, constants.R_OK);
   } catch (error) {
     throw unreadablePath(path, error);
   }
 }
 
-async function readLinkTarget(path: string): Promise<string> {
+function readLinkTarget(path: string): string {
   let target: Buffer;
   try {
-    target = await readlink(path, { encoding: "buffer" });
+    target = readlinkSync(path, { encoding: "buffer" });
   } catch (error) {
     throw unreadablePath(path, error);
   }

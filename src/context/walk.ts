@@ -1,5 +1,5 @@
 import type { Dirent } from "node:fs";
-import { readdir } from "node:fs/promises";
+import { readdirSync } from "node:fs";
 import { join } from "node:path";
 import { UsageError } from "../errors.js";
 import type { ContextEntry, ContextSource } from "./collect.js";
@@ -31,7 +31,7 @@ interface Walk {
  */
 export async function collectDirectory(source: ContextSource): Promise<ContextEntry[]> {
   const root = source.localPath;
-  const stats = await lstatIfExists(root);
+  const stats = lstatIfExists(root);
   if (stats === undefined) throw notFound(root);
   if (stats.isSymbolicLink()) throw symlinkSource(root);
   if (!stats.isDirectory()) {
@@ -45,9 +45,9 @@ export async function collectDirectory(source: ContextSource): Promise<ContextEn
     prefix: source.prefix,
     matcher: await loadMatcher(source),
     isIgnored: typeof source.ignore === "function" ? source.ignore : () => false,
-    entries: source.prefix === "" ? [] : [await toEntry(source.prefix, root, stats)],
+    entries: source.prefix === "" ? [] : [toEntry(source.prefix, root, stats)],
   };
-  await walkDirectory(walk, "", undefined);
+  walkDirectory(walk, "", undefined);
   return walk.entries;
 }
 
@@ -103,23 +103,25 @@ function compileOrReject(patterns: readonly string[], origin: string): void {
   }
 }
 
-async function walkDirectory(
+// The walk uses synchronous calls: one awaited call per file costs a thread-pool round trip,
+// which made a 20,000-file walk take seconds instead of tens of milliseconds.
+function walkDirectory(
   walk: Walk,
   relativeDir: string,
   parent: readonly boolean[] | undefined,
-): Promise<void> {
+): void {
   const directory = relativeDir === "" ? walk.root : join(walk.root, relativeDir);
-  for (const dirent of await readDirectory(directory)) {
-    await visit(walk, relativeDir, dirent, parent);
+  for (const dirent of readDirectory(directory)) {
+    visit(walk, relativeDir, dirent, parent);
   }
 }
 
-async function visit(
+function visit(
   walk: Walk,
   relativeDir: string,
   dirent: Dirent<Buffer>,
   parent: readonly boolean[] | undefined,
-): Promise<void> {
+): void {
   const name = dirent.name.toString("utf8");
   const relativePath = relativeDir === "" ? name : `${relativeDir}/${name}`;
   if (walk.isIgnored(relativePath)) return;
@@ -132,18 +134,18 @@ async function visit(
   if (!isValidUtf8(dirent.name)) throw invalidUtf8Path(sourcePath);
 
   // The entry may vanish between readdir and lstat. Docker skips it too.
-  const stats = await lstatIfExists(sourcePath);
+  const stats = lstatIfExists(sourcePath);
   if (stats === undefined) return;
   if (!excluded) {
     const archivePath = walk.prefix === "" ? relativePath : `${walk.prefix}/${relativePath}`;
-    walk.entries.push(await toEntry(archivePath, sourcePath, stats));
+    walk.entries.push(toEntry(archivePath, sourcePath, stats));
   }
-  if (stats.isDirectory()) await walkDirectory(walk, relativePath, patternMatches);
+  if (stats.isDirectory()) walkDirectory(walk, relativePath, patternMatches);
 }
 
-async function readDirectory(directory: string): Promise<Dirent<Buffer>[]> {
+function readDirectory(directory: string): Dirent<Buffer>[] {
   try {
-    return await readdir(directory, { withFileTypes: true, encoding: "buffer" });
+    return readdirSync(directory, { withFileTypes: true, encoding: "buffer" });
   } catch (error) {
     if (hasCode(error, "ENOENT")) return [];
     throw unreadablePath(directory, error);

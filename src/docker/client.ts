@@ -10,6 +10,7 @@ import {
 } from "../errors.js";
 import { parseImageReference } from "../names.js";
 import type { RegistryAuth } from "./auth.js";
+import { isErrnoException, toDaemonConnectionError } from "./connection.js";
 import {
   BuildProgress,
   auxString,
@@ -24,27 +25,12 @@ import {
 } from "./progress.js";
 
 export type { RegistryAuth } from "./auth.js";
+export { toDaemonConnectionError } from "./connection.js";
 export { BuildError } from "./progress.js";
 export type { BuildEvent, BuildStep, PullEvent, PushEvent, StatusEvent } from "./progress.js";
 
 // ---------------------------------------------------------------------------------------------
 // Connection and error mapping
-
-const startDaemonHint =
-  "start the Docker daemon, or set DOCKER_HOST to a running one (in a clone of modal-image: bash scripts/stack.sh up)";
-
-// Node error codes for a daemon address that nothing listens on or that cannot be reached.
-const connectionErrorCodes = new Set([
-  "ENOENT",
-  "ECONNREFUSED",
-  "EACCES",
-  "EPERM",
-  "ENOTFOUND",
-  "EAI_AGAIN",
-  "EHOSTUNREACH",
-  "ENETUNREACH",
-  "ETIMEDOUT",
-]);
 
 let sharedDocker: Docker | undefined;
 
@@ -64,31 +50,6 @@ export function connectDocker(): Docker {
 function defaultDocker(): Docker {
   sharedDocker ??= connectDocker();
   return sharedDocker;
-}
-
-/**
- * Maps a failure to reach the daemon (no socket, connection refused, no permission) to an
- * OperationError that names the daemon address. Returns undefined for any other error.
- */
-export function toDaemonConnectionError(error: unknown): OperationError | undefined {
-  if (!isErrnoException(error) || !connectionErrorCodes.has(error.code ?? "")) return undefined;
-  if (error.syscall !== "connect" && error.syscall !== "getaddrinfo") return undefined;
-
-  const hint =
-    error.code === "EACCES" || error.code === "EPERM"
-      ? "add your user to the group that owns the daemon socket, or set DOCKER_HOST"
-      : startDaemonHint;
-  return new OperationError(
-    `cannot connect to the Docker daemon at ${daemonAddress(error)}: ${error.message}`,
-    { hint, cause: error },
-  );
-}
-
-/** Returns the address a connection error was about, as a DOCKER_HOST-style URL. */
-function daemonAddress(error: NodeJS.ErrnoException & { address?: string; port?: number }): string {
-  if (error.address?.startsWith("/")) return `unix://${error.address}`;
-  if (error.address) return `tcp://${error.address}${error.port ? `:${error.port}` : ""}`;
-  return process.env.DOCKER_HOST || "the default socket";
 }
 
 /**
@@ -125,12 +86,6 @@ function toDockerError(error: unknown, action: string, signal?: AbortSignal): Mo
   const connectionError = toDaemonConnectionError(error);
   if (connectionError) return connectionError;
   return new OperationError(`${action} failed: ${daemonMessageOf(error)}`, { cause: error });
-}
-
-function isErrnoException(
-  error: unknown,
-): error is NodeJS.ErrnoException & { address?: string; port?: number } {
-  return error instanceof Error && "code" in error;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -492,34 +447,17 @@ function toArgv(value: string | string[] | null | undefined): string[] {
   return typeof value === "string" ? [value] : value;
 }
 
-/** A local image found by label: its ID and creation time in seconds since the epoch. */
-export interface LabelledImage {
-  id: string;
-  created: number;
-}
-
-/**
- * Returns the most recently created local image whose label `key` has `value`, or undefined
- * when the daemon has none.
- */
-export async function findNewestImageByLabel(
+/** Lists the local images whose label `key` has `value`, with their IDs and creation times. */
+export async function listImagesByLabel(
   key: string,
   value: string,
   docker: Docker = defaultDocker(),
-): Promise<LabelledImage | undefined> {
-  let images: Docker.ImageInfo[];
+): Promise<Array<{ Id: string; Created: number }>> {
   try {
-    images = await docker.listImages({ filters: { label: [`${key}=${value}`] } });
+    return await docker.listImages({ filters: { label: [`${key}=${value}`] } });
   } catch (error) {
     throw toDockerError(error, `list of images with label ${key}=${value}`);
   }
-  let newest: LabelledImage | undefined;
-  for (const image of images) {
-    if (newest === undefined || image.Created > newest.created) {
-      newest = { id: image.Id, created: image.Created };
-    }
-  }
-  return newest;
 }
 
 /** Adds the tag `repository:tag` to a local image. */
