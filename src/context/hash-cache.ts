@@ -69,7 +69,7 @@ export class FileDigestCache {
     const cache = new FileDigestCache(fileDigestCacheDir(home), paths);
     for (const source of paths) {
       const loaded = await readCacheFile(cache.fileFor(source), source);
-      for (const [file, cached] of Object.entries(loaded)) cache.previous.set(file, cached);
+      for (const file in loaded) cache.previous.set(file, loaded[file]!);
     }
     return cache;
   }
@@ -77,23 +77,36 @@ export class FileDigestCache {
   /** Returns the entry's content digest, reading the file only when its stat key changed. */
   readonly digest: FileDigester = async (entry) => {
     const cached = this.previous.get(entry.sourcePath);
-    let digest: string;
     if (cached !== undefined && sameStat(cached, entry)) {
       this.counts.reused += 1;
-      digest = cached.digest;
-    } else {
-      this.counts.read += 1;
-      digest = await digestFileContent(entry);
+      if (entry.mtimeMs < this.startedAt - racyWindowMs) this.remember(entry.sourcePath, cached);
+      return cached.digest;
     }
-    if (entry.mtimeMs < this.startedAt - racyWindowMs) this.remember(entry, digest);
+    this.counts.read += 1;
+    const digest = await digestFileContent(entry);
+    if (entry.mtimeMs < this.startedAt - racyWindowMs) {
+      const { size, mtimeMs, ctimeMs, ino, dev } = entry;
+      this.remember(entry.sourcePath, { size, mtimeMs, ctimeMs, ino, dev, digest });
+    }
     return digest;
   };
 
   /**
    * Writes each source's cache file, holding only the files seen in this run, through a
-   * temporary file and a rename. A write failure is ignored, because the cache only saves time.
+   * temporary file and a rename. When this run read no file and remembered as many as it
+   * loaded, the files would come out the same, so it only updates their mtimes, which pruning
+   * goes by. A write failure is ignored, because the cache only saves time.
    */
   async save(): Promise<void> {
+    let remembered = 0;
+    for (const files of this.next.values()) remembered += files.size;
+    if (this.counts.read === 0 && remembered === this.previous.size) {
+      const now = new Date();
+      for (const source of this.sources) {
+        await fs.utimes(this.fileFor(source), now, now).catch(() => undefined);
+      }
+      return;
+    }
     try {
       await fs.mkdir(this.directory, { recursive: true });
       for (const source of this.sources) {
@@ -107,16 +120,15 @@ export class FileDigestCache {
     }
   }
 
-  private remember(entry: ContextEntry, digest: string): void {
-    const source = this.sources.find((candidate) => contains(candidate, entry.sourcePath));
+  private remember(sourcePath: string, cached: CachedDigest): void {
+    const source = this.sources.find((candidate) => contains(candidate, sourcePath));
     if (source === undefined) return;
     let files = this.next.get(source);
     if (files === undefined) {
       files = new Map();
       this.next.set(source, files);
     }
-    const { size, mtimeMs, ctimeMs, ino, dev } = entry;
-    files.set(entry.sourcePath, { size, mtimeMs, ctimeMs, ino, dev, digest });
+    files.set(sourcePath, cached);
   }
 
   private fileFor(source: string): string {

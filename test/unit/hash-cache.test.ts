@@ -1,4 +1,4 @@
-import { mkdir, mkdtemp, readdir, rm, utimes, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, readdir, rm, stat, utimes, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, test } from "vitest";
@@ -46,6 +46,16 @@ async function hashWithCache(): Promise<{ hash: string; cache: FileDigestCache }
   return { hash, cache };
 }
 
+/** Returns the inode of each cache file, sorted, which a rewrite through a rename changes. */
+async function cacheFileInodes(): Promise<number[]> {
+  const directory = fileDigestCacheDir(home);
+  const names = await readdir(directory);
+  const inodes = await Promise.all(
+    names.map(async (name) => (await stat(join(directory, name))).ino),
+  );
+  return inodes.sort((a, b) => a - b);
+}
+
 async function hashWithoutCache(): Promise<string> {
   return hashContext(await collectContext(sources));
 }
@@ -75,6 +85,27 @@ describe("FileDigestCache", () => {
 
     expect(second.cache.counts).toEqual({ reused: 2, read: 1 });
     expect(second.hash).toBe(await hashWithoutCache());
+  });
+
+  test("unchanged run rewrites no cache file", async () => {
+    await hashWithCache();
+    const before = await cacheFileInodes();
+
+    await hashWithCache();
+
+    expect(await cacheFileInodes()).toEqual(before);
+  });
+
+  test("removed file rewrites its cache file", async () => {
+    await hashWithCache();
+    const before = await cacheFileInodes();
+    await rm(join(tree, "sub/b.txt"));
+
+    await hashWithCache();
+
+    const after = await cacheFileInodes();
+    expect(after).toHaveLength(before.length);
+    expect(after.filter((inode) => !before.includes(inode))).toHaveLength(1);
   });
 
   test("recent file is not stored", async () => {
