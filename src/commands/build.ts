@@ -142,14 +142,16 @@ export async function build(options: BuildOptions = {}): Promise<BuildResult> {
     prepared.push({ prepared: ready, publish: target.publish, repository });
   }
 
-  // Loaded here so that commands which never build, and configs that import the library, do
-  // not load dockerode or the registry client.
-  const { resolveRegistryAuth } = await import("../docker/auth.js");
-  const { RegistryClient } = await import("../registry/client.js");
-  const auth = registry ? await resolveRegistryAuth(registry.host, options.env) : undefined;
-  const client = registry
-    ? new RegistryClient(registry.host, { env: options.env ?? process.env })
-    : undefined;
+  // Loaded only with a registry, so that local builds, commands which never build, and configs
+  // that import the library load neither the credential code nor the registry client.
+  let auth: RegistryAuth | undefined;
+  let client: RegistryClient | undefined;
+  if (registry) {
+    const { resolveRegistryAuth } = await import("../docker/auth.js");
+    const { RegistryClient } = await import("../registry/client.js");
+    auth = await resolveRegistryAuth(registry.host, options.env);
+    client = new RegistryClient(registry.host, { env: options.env ?? process.env });
+  }
   // The first failure stops the builds still running, so that the error is reported at once.
   const stopOthers = new AbortController();
   const signal = options.signal

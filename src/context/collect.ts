@@ -68,6 +68,12 @@ export async function collectContext(sources: readonly ContextSource[]): Promise
 
 /** Sorts by UTF-8 byte order, which differs from JavaScript's UTF-16 order above U+FFFF. */
 export function sortByArchivePath(entries: readonly ContextEntry[]): ContextEntry[] {
+  // Below U+D800 the two orders agree, so the common case needs no byte copies of the paths.
+  if (!entries.some((entry) => /[\uD800-\uFFFF]/.test(entry.archivePath))) {
+    return [...entries].sort((a, b) =>
+      a.archivePath < b.archivePath ? -1 : a.archivePath > b.archivePath ? 1 : 0,
+    );
+  }
   return entries
     .map((entry) => ({ entry, key: Buffer.from(entry.archivePath, "utf8") }))
     .sort((a, b) => Buffer.compare(a.key, b.key))

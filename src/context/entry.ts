@@ -1,3 +1,4 @@
+import { isUtf8 } from "node:buffer";
 import { accessSync, constants, lstatSync, readlinkSync, type Stats } from "node:fs";
 import { UsageError } from "../errors.js";
 import type { ContextEntry } from "./collect.js";
@@ -38,7 +39,7 @@ export function toEntry(archivePath: string, sourcePath: string, stats: Stats): 
 /** Returns the `lstat` of a path, or undefined when it does not exist. */
 export function lstatIfExists(path: string): Stats | undefined {
   try {
-    return lstatSync(path);
+    return lstatSync(path, { throwIfNoEntry: false });
   } catch (error) {
     if (hasCode(error, "ENOENT")) return undefined;
     throw unreadablePath(path, error);
@@ -62,7 +63,7 @@ export function describeError(error: unknown): string {
 
 /** Reports whether the bytes are valid UTF-8, which alone survives a JavaScript string unchanged. */
 export function isValidUtf8(bytes: Buffer): boolean {
-  return Buffer.from(bytes.toString("utf8"), "utf8").equals(bytes);
+  return isUtf8(bytes);
 }
 
 export function invalidUtf8Path(path: string): UsageError {

@@ -46,14 +46,15 @@ export async function digestFileContent(entry: ContextEntry): Promise<string> {
 }
 
 function writeField(hash: Hash, text: string): void {
-  const bytes = Buffer.from(text, "utf8");
-  writeLength(hash, bytes.byteLength);
-  hash.update(bytes);
+  writeLength(hash, Buffer.byteLength(text, "utf8"));
+  hash.update(text, "utf8");
 }
+
+// One buffer serves every length, because update() has consumed it before the next write.
+const lengthBytes = Buffer.alloc(8);
 
 /** Writes a non-negative integer as 8 bytes, big-endian. */
 function writeLength(hash: Hash, value: number): void {
-  const bytes = Buffer.alloc(8);
-  bytes.writeBigUInt64BE(BigInt(value));
-  hash.update(bytes);
+  lengthBytes.writeBigUInt64BE(BigInt(value));
+  hash.update(lengthBytes);
 }
