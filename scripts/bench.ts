@@ -119,8 +119,10 @@ function log(message: string): void {
   process.stderr.write(`${message}\n`);
 }
 
-function loadDist<Module>(relative: string): Promise<Module> {
-  return import(new URL(`../dist/${relative}`, import.meta.url).href) as Promise<Module>;
+/** Imports a module of the library from its TypeScript source, which jiti compiles. */
+function loadSource<Module>(relative: string): Promise<Module> {
+  const source = relative.replace(/\.js$/, ".ts");
+  return import(new URL(`../src/${source}`, import.meta.url).href) as Promise<Module>;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -257,9 +259,9 @@ async function measureStartup(scratch: string, logModule: LogModule): Promise<St
     cli(["tags", benchName]),
     cli(["history", ref], " (full CLI)"),
     {
-      label: `node dist/cli.js resolve ${ref} (full CLI, no fast path)`,
+      label: `node dist/bundle/cli.js resolve ${ref} (full CLI, no fast path)`,
       file: "node",
-      args: [path.join(repoRoot, "dist", "cli.js"), "resolve", ref],
+      args: [path.join(repoRoot, "dist", "bundle", "cli.js"), "resolve", ref],
       env,
     },
     { label: docker, file: "docker", args: ["image", "inspect", "busybox:latest"] },
@@ -833,8 +835,8 @@ type PrepareModule = typeof import("../src/build/prepare.js");
  * context and hashing it, with file digests from the cache in `home` that the build runs filled.
  */
 async function measurePrepare(workspace: BuildWorkspace, home: string, local: LocalIndexModule) {
-  const { loadConfig } = await loadDist<LoadModule>("config/load.js");
-  const { prepareImage } = await loadDist<PrepareModule>("build/prepare.js");
+  const { loadConfig } = await loadSource<LoadModule>("config/load.js");
+  const { prepareImage } = await loadSource<PrepareModule>("build/prepare.js");
   const config = await loadConfig({ cwd: workspace.dir });
   const image = config.images.get(benchImageKey)!;
   // NOTE: passed as a variable, so that the call compiles whether or not PrepareOptions has
@@ -1134,7 +1136,7 @@ function limitNotes(result: BuildResult): string[] {
   add(
     2,
     `${floorText}; \`prepareImage\` with the options that build passes, in this process on the ` +
-      `built \`dist/\` code after the build runs filled the file-digest cache, takes ` +
+      `TypeScript sources (compiled by jiti) after the build runs filled the file-digest cache, takes ` +
       `${seconds(result.prepareLarge.median)} s (median of ${prepareCalls} calls) to collect ` +
       `and hash the 20,000 files. Together that is ` +
       `${seconds(floor + result.prepareLarge.median)} s of the ${seconds(cliNoOpLarge!)} s ` +
@@ -1289,7 +1291,7 @@ function renderPage(report: Report): string {
     `Median of ${startupRuns} runs. The index holds one name with ${tagsPerName} tags. ` +
       "`resolve` and `tags` run through the fast path of `bin/modal-image`, which loads one " +
       "bundled file instead of commander and the command modules; `history` and " +
-      "`node dist/cli.js` show the full CLI.",
+      "`node dist/bundle/cli.js` show the full CLI.",
     "",
     startupTable(report.startup),
     ...caCertsNote(),
@@ -1307,7 +1309,7 @@ function renderPage(report: Report): string {
     `CLI rows are medians of ${indexRuns} spawned runs and include Node start-up. The ` +
       `publish row runs \`modal-image publish ${benchName}:t000 ${benchName}:t099\`, which ` +
       "copies a value inside the index and contacts no daemon. Library rows are medians of " +
-      `${libraryCalls} calls in one process, on the built \`dist/\` code, and each ` +
+      `${libraryCalls} calls in one process, on the TypeScript sources compiled by jiti, and each ` +
       "`LocalIndex.publish` call includes one fsync (`datasync`) of the tag log.",
     "",
     indexTable(report.small, report.large, report.sizes),
@@ -1333,8 +1335,8 @@ async function writePage(text: string): Promise<void> {
 async function main(): Promise<void> {
   const machine = describeMachine();
   const modules: [LocalIndexModule, LogModule] = [
-    await loadDist<LocalIndexModule>("index-store/local.js"),
-    await loadDist<LogModule>("index-store/log.js"),
+    await loadSource<LocalIndexModule>("index-store/local.js"),
+    await loadSource<LogModule>("index-store/log.js"),
   ];
   const scratch = mkdtempSync(path.join(os.tmpdir(), "modal-image-bench-"));
   const removeScratch = () => rmSync(scratch, { recursive: true, force: true });
