@@ -1,0 +1,87 @@
+import { readFile } from "node:fs/promises";
+import path from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { configText, createProject, skipIntegration, type TestProject } from "../helpers/cli.js";
+import { removeImages } from "../helpers/docker.js";
+
+// Loaded into each CLI run with --import: at exit it writes the paths of the CommonJS modules
+// that the process loaded, which include dockerode and its dependencies whenever they load.
+const hookSource = `import { createRequire } from "node:module";
+import { writeFileSync } from "node:fs";
+const require = createRequire(import.meta.url);
+process.on("exit", () => {
+  writeFileSync(process.env.LOADED_MODULES_FILE, JSON.stringify(Object.keys(require.cache)));
+});
+`;
+
+// Unique per test run, because the local build is tagged with the image key as its repository.
+const imageKey = `startup-modules-${process.pid}`;
+
+describe.skipIf(skipIntegration)("modules loaded at start-up", () => {
+  let project: TestProject;
+  let hook: string;
+
+  beforeAll(async () => {
+    project = await createProject();
+    hook = await project.write("hook.mjs", hookSource);
+    await project.write(
+      "image.config.ts",
+      configText(
+        `{ ${JSON.stringify(imageKey)}: Image.fromRegistry("busybox:latest")` +
+          `.runCommands("echo ${path.basename(project.dir)} > /marker") }`,
+      ),
+    );
+  });
+
+  afterAll(async () => {
+    await removeImages(imageKey);
+    await project.cleanup();
+  });
+
+  /** Runs the CLI and returns its exit code and the CommonJS module paths it loaded. */
+  async function loadedModules(
+    args: readonly string[],
+  ): Promise<{ exitCode: number; modules: string[] }> {
+    const file = path.join(project.dir, `modules-${args.join("-")}.json`);
+    const result = await project.cli(args, {
+      env: { NODE_OPTIONS: `--import=${hook}`, LOADED_MODULES_FILE: file },
+    });
+    const modules = JSON.parse(await readFile(file, "utf8")) as string[];
+    return { exitCode: result.exitCode, modules };
+  }
+
+  function dockerodeModules(modules: readonly string[]): string[] {
+    return modules.filter((module) => module.includes(`${path.sep}dockerode${path.sep}`));
+  }
+
+  // Shows that the hook sees dockerode when it loads, so the checks below can fail.
+  it("loads dockerode for a forced build", async () => {
+    const { exitCode, modules } = await loadedModules(["build", "--json", "--force"]);
+
+    expect(exitCode).toBe(0);
+    expect(dockerodeModules(modules)).not.toEqual([]);
+  });
+
+  it.each([
+    ["--help"],
+    ["dockerfile", imageKey],
+    ["resolve", "missing-name"],
+    ["tags", "missing-name"],
+    ["history", "missing-name"],
+  ])("skips dockerode for %s", async (...args) => {
+    const { exitCode, modules } = await loadedModules(args);
+
+    // The name lookups exit 3: the index has no such name.
+    expect([0, 3]).toContain(exitCode);
+    expect(dockerodeModules(modules)).toEqual([]);
+  });
+
+  it("skips dockerode for an unchanged build", async () => {
+    expect((await project.cli(["build", "--json"])).exitCode).toBe(0);
+
+    const { exitCode, modules } = await loadedModules(["build", "--json"]);
+
+    expect(exitCode).toBe(0);
+    expect(dockerodeModules(modules)).toEqual([]);
+  });
+});
