@@ -193,7 +193,7 @@ export function validateConfig(config: unknown, filepath: string): LoadedConfig 
     for (const [key, value] of Object.entries(images)) {
       const image = toImage(key, value, problems);
       if (!image) continue;
-      for (const problem of validateImage(image)) {
+      for (const problem of validateImage(image, { baseDir: path.dirname(filepath) })) {
         problems.push({ path: `images.${key}.${problem.path}`, message: problem.message });
       }
       loaded.set(key, image);
