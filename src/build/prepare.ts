@@ -82,6 +82,8 @@ export async function generateImage(
   if (baseDockerfile) {
     // The Dockerfile's own context sits at the root of the tar, where its COPY lines expect it.
     // Files this tool adds live under .modal-image/, so a directory of that name is left out.
+    // NOTE: a `COPY . <dir>` in that Dockerfile also copies .modal-image/, which `docker build`
+    // would not.
     sources.unshift({
       prefix: "",
       localPath: baseDockerfile.contextPath,

@@ -76,9 +76,12 @@ export function invalidUtf8Path(path: string): UsageError {
   });
 }
 
-// The Docker CLI also opens every file that is not excluded before it sends the context, and
-// fails with "no permission to read from" on the first that it cannot read.
-async function checkReadable(path: string): Promise<void> {
+/**
+ * Throws `UsageError` naming the path when it cannot be read. The Docker CLI also opens every
+ * file that is not excluded before it sends the context, and fails with "no permission to read
+ * from" on the first that it cannot read.
+ */
+export async function checkReadable(path: string): Promise<void> {
   try {
     await access(path, constants.R_OK);
   } catch (error) {
