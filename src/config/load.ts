@@ -2,7 +2,7 @@ import { existsSync } from "node:fs";
 import fs from "node:fs/promises";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import { cosmiconfig, type Loader } from "cosmiconfig";
+import { cosmiconfig, defaultLoaders, type Loader } from "cosmiconfig";
 import { UsageError } from "../errors.js";
 import { isImage, type Image } from "../image/image.js";
 import { validateImage, type Problem } from "../image/validate.js";
@@ -53,6 +53,12 @@ const loadModule: Loader = async (filepath) => {
   });
 };
 
+// cosmiconfig 9 parses JSON as it is, and a UTF-8 BOM, which Windows editors write, fails it.
+const loadJson: Loader = (filepath, content) => {
+  const config: unknown = defaultLoaders[".json"](filepath, content.replace(/^\uFEFF/, ""));
+  return config;
+};
+
 const searchPlaces = ["package.json", ...configFileNames];
 const loadableExtensions = [".ts", ".mts", ".js", ".mjs", ".cjs", ".json"];
 
@@ -60,9 +66,7 @@ function explorer() {
   return cosmiconfig(packageJsonKey, {
     searchPlaces,
     loaders: Object.fromEntries(
-      loadableExtensions
-        .filter((extension) => extension !== ".json")
-        .map((ext) => [ext, loadModule]),
+      loadableExtensions.map((ext) => [ext, ext === ".json" ? loadJson : loadModule]),
     ),
     // One directory per call: the upward walk below stops at the file system root and, unlike
     // cosmiconfig's "global" strategy, never falls back to ~/.config.

@@ -179,10 +179,30 @@ function checkPipOptions(
   }
 }
 
-function checkRemotePath(path: string, value: unknown, problems: ProblemList): void {
+/** Linux's NAME_MAX: the daemon fails with ENAMETOOLONG on a longer file name. */
+const maxFileNameBytes = 255;
+
+/** Checks a path inside the image; returns whether the text itself was valid. */
+function checkImagePath(path: string, value: unknown, problems: ProblemList): boolean {
   const problem = textProblem(value, { allowNewlines: false });
-  if (problem) problems.add(path, problem);
-  else if (!(value as string).startsWith("/")) {
+  if (problem) {
+    problems.add(path, problem);
+    return false;
+  }
+  const long = (value as string)
+    .split("/")
+    .find((name) => Buffer.byteLength(name) > maxFileNameBytes);
+  if (long !== undefined) {
+    problems.add(
+      path,
+      `${describe(long)} is longer than ${maxFileNameBytes} bytes, the maximum length of a file name`,
+    );
+  }
+  return true;
+}
+
+function checkRemotePath(path: string, value: unknown, problems: ProblemList): void {
+  if (checkImagePath(path, value, problems) && !(value as string).startsWith("/")) {
     problems.add(path, `remote path ${describe(value)} must be absolute, for example "/app"`);
   }
 }
@@ -261,7 +281,8 @@ function checkStep(step: ImageStep, path: string, problems: ProblemList): void {
       }
       return;
     case "workdir":
-      return problems.text(path, step.path);
+      checkImagePath(path, step.path, problems);
+      return;
     case "entrypoint":
     case "cmd":
       if (!Array.isArray(step.args)) {

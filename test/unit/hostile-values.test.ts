@@ -16,6 +16,8 @@ const oneLineText: readonly HostileKey[] = hostileKeys.filter(
 );
 /** Keys accepted where the value is written into the Dockerfile, which caps a line's length. */
 const oneLineWritten = oneLineText.filter((key) => key !== "overLineLimit");
+/** Keys accepted as paths in the image, whose file names are at most 255 bytes long. */
+const oneLinePath = oneLineWritten.filter((key) => key !== "long");
 /** Keys accepted by exec-form arguments: everything but NUL, empty and over-long text. */
 const execForm = hostileKeys.filter((key) => !["nul", "overLineLimit"].includes(key));
 
@@ -103,7 +105,7 @@ const methodCases: readonly MethodCase[] = [
     accepted: [...oneLineWritten, "empty"],
   },
   { method: "env name", apply: (value) => base.env({ [value]: "v" }), accepted: ["long"] },
-  { method: "workdir", apply: (value) => base.workdir(value), accepted: oneLineWritten },
+  { method: "workdir", apply: (value) => base.workdir(value), accepted: oneLinePath },
   { method: "entrypoint", apply: (value) => base.entrypoint([value]), accepted: execForm },
   { method: "cmd", apply: (value) => base.cmd([value]), accepted: execForm },
   {
@@ -114,7 +116,7 @@ const methodCases: readonly MethodCase[] = [
   {
     method: "addLocalFile remotePath",
     apply: (value) => base.addLocalFile("f", `/${value}`),
-    accepted: [...oneLineWritten, "empty"],
+    accepted: [...oneLinePath, "empty"],
   },
   {
     method: "addLocalDir localPath",
@@ -124,7 +126,7 @@ const methodCases: readonly MethodCase[] = [
   {
     method: "addLocalDir remotePath",
     apply: (value) => base.addLocalDir("d", `/${value}`),
-    accepted: [...oneLineWritten, "empty"],
+    accepted: [...oneLinePath, "empty"],
   },
   {
     method: "addLocalDir ignore",
