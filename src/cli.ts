@@ -124,7 +124,7 @@ addCommonOptions(
       "--force",
       "build even when an image of the same definition exists locally or in the registry",
     )
-    .option("--parallel <n>", "maximum number of images built at once (default: 2)", Number)
+    .option("--parallel <n>", "maximum number of images built at once (default: 2)")
     .option("--verbose", "print the full build log")
     .option("-q, --quiet", "print no progress"),
 ).action(
@@ -135,7 +135,7 @@ addCommonOptions(
         cache?: boolean;
         expect?: string;
         force?: boolean;
-        parallel?: number;
+        parallel?: string;
       },
       images: string[],
     ) => {

@@ -147,6 +147,9 @@ export function parseImageReference(input: string): ImageReference | undefined {
   const match = imageReferenceRe.exec(input);
   if (!match) return undefined;
   const [, domainOrPath, path = "", tag, digest] = match;
+  // Docker's reference package (distribution/reference) limits the whole name, host included.
+  const name = domainOrPath === undefined ? path : `${domainOrPath}/${path}`;
+  if (name.length > maxRepositoryLength) return undefined;
   // Docker reads the first component as a registry host only if it has a '.', a ':' or is "localhost".
   if (domainOrPath !== undefined && !/[.:]|^localhost$/.test(domainOrPath)) {
     if (!repositoryRe.test(domainOrPath)) return undefined;

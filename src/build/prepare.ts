@@ -3,6 +3,7 @@ import fs from "node:fs/promises";
 import path from "node:path";
 import { collectContext, type ContextEntry, type ContextSource } from "../context/collect.js";
 import { hashContext } from "../context/hash.js";
+import { checkLocalPath } from "../context/local-path.js";
 import { FileDigestCache } from "../context/hash-cache.js";
 import { contextDir, generateDockerfile, generatorVersion } from "../dockerfile/generate.js";
 import { UsageError } from "../errors.js";
@@ -38,6 +39,7 @@ export interface PrepareOptions {
 async function readBaseDockerfile(image: Image, baseDir: string) {
   if (image.base.kind !== "fromDockerfile") return undefined;
   const file = path.resolve(baseDir, image.base.path);
+  await checkLocalPath(baseDir, file);
   const text = await fs.readFile(file, "utf8").catch((error: NodeJS.ErrnoException) => {
     const reason =
       error.code === "ENOENT"
@@ -80,6 +82,8 @@ export async function generateImage(
   if (baseDockerfile) {
     // The Dockerfile's own context sits at the root of the tar, where its COPY lines expect it.
     // Files this tool adds live under .modal-image/, so a directory of that name is left out.
+    // NOTE: a `COPY . <dir>` in that Dockerfile also copies .modal-image/, which `docker build`
+    // would not.
     sources.unshift({
       prefix: "",
       localPath: baseDockerfile.contextPath,
@@ -87,6 +91,7 @@ export async function generateImage(
       ignore: [`/${contextDir}`],
     });
   }
+  for (const source of sources) await checkLocalPath(options.baseDir, source.localPath);
   return { dockerfile: generated.text, sources, baseReference };
 }
 

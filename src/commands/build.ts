@@ -30,8 +30,11 @@ export interface BuildOptions extends CommandOptions {
   noCache?: boolean;
   /** Build even when an image of the same definition hash exists locally or in the registry. */
   force?: boolean;
-  /** Maximum number of definitions built at once. @default 2 */
-  parallel?: number;
+  /**
+   * Maximum number of definitions built at once: a whole number of at least 1, or its decimal
+   * digits as given on the command line. @default 2
+   */
+  parallel?: number | string;
 }
 
 export interface BuiltImage {
@@ -57,10 +60,13 @@ export interface BuildResult {
 
 export { definitionLabel };
 
-function checkParallel(value: number | undefined): number {
+function checkParallel(value: number | string | undefined): number {
   if (value === undefined) return 2;
-  if (Number.isInteger(value) && value >= 1) return value;
-  throw new UsageError(`invalid --parallel value ${String(value)}`, {
+  // Number() would also take "", " 2", "0x2" and "1e0", so text must be plain digits.
+  const parsed = typeof value === "string" && /^[0-9]+$/.test(value) ? Number(value) : value;
+  if (typeof parsed === "number" && Number.isSafeInteger(parsed) && parsed >= 1) return parsed;
+  const quoted = typeof value === "string" ? JSON.stringify(value) : String(value);
+  throw new UsageError(`invalid --parallel value ${quoted}`, {
     hint: "give the maximum number of images to build at once, a whole number of at least 1",
   });
 }

@@ -1,7 +1,7 @@
 import fs from "node:fs/promises";
 import { createRequire } from "node:module";
 import path from "node:path";
-import { cosmiconfig, type Loader } from "cosmiconfig";
+import { cosmiconfig, defaultLoaders, type Loader } from "cosmiconfig";
 import { UsageError } from "../errors.js";
 import { isImage, type Image } from "../image/image.js";
 import { validateImage, type Problem } from "../image/validate.js";
@@ -57,6 +57,12 @@ const loadModule: Loader = async (filepath) => {
   });
 };
 
+// cosmiconfig 9 parses JSON as it is, and a UTF-8 BOM, which Windows editors write, fails it.
+const loadJson: Loader = (filepath, content) => {
+  const config: unknown = defaultLoaders[".json"](filepath, content.replace(/^\uFEFF/, ""));
+  return config;
+};
+
 const searchPlaces = ["package.json", ...configFileNames];
 const loadableExtensions = [".ts", ".mts", ".js", ".mjs", ".cjs", ".json"];
 
@@ -64,9 +70,7 @@ function explorer() {
   return cosmiconfig(packageJsonKey, {
     searchPlaces,
     loaders: Object.fromEntries(
-      loadableExtensions
-        .filter((extension) => extension !== ".json")
-        .map((ext) => [ext, loadModule]),
+      loadableExtensions.map((ext) => [ext, ext === ".json" ? loadJson : loadModule]),
     ),
     // One directory per call: the upward walk below stops at the file system root and, unlike
     // cosmiconfig's "global" strategy, never falls back to ~/.config.
@@ -197,7 +201,7 @@ export function validateConfig(config: unknown, filepath: string): LoadedConfig 
     for (const [key, value] of Object.entries(images)) {
       const image = toImage(key, value, problems);
       if (!image) continue;
-      for (const problem of validateImage(image)) {
+      for (const problem of validateImage(image, { baseDir: path.dirname(filepath) })) {
         problems.push({ path: `images.${key}.${problem.path}`, message: problem.message });
       }
       loaded.set(key, image);

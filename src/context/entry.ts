@@ -72,9 +72,12 @@ export function invalidUtf8Path(path: string): UsageError {
   });
 }
 
-// The Docker CLI also opens every file that is not excluded before it sends the context, and
-// fails with "no permission to read from" on the first that it cannot read.
-function checkReadable(path: string): void {
+/**
+ * Throws `UsageError` naming the path when it cannot be read. The Docker CLI also opens every
+ * file that is not excluded before it sends the context, and fails with "no permission to read
+ * from" on the first that it cannot read.
+ */
+export function checkReadable(path: string): void {
   try {
     accessSync(path, constants.R_OK);
   } catch (error) {

@@ -4,6 +4,7 @@ import { join } from "node:path";
 import { UsageError } from "../errors.js";
 import type { ContextEntry, ContextSource } from "./collect.js";
 import {
+  checkReadable,
   hasCode,
   invalidUtf8Path,
   isValidUtf8,
@@ -128,7 +129,11 @@ function visit(
 
   const { excluded, patternMatches } = walk.matcher.match(relativePath, parent);
   const reopened = dirent.isDirectory() && walk.matcher.mayReinclude(relativePath);
-  if (excluded && !reopened) return;
+  if (excluded && !reopened) {
+    // Docker CLI 28 reads a directory before it skips it, so an unreadable one fails there too.
+    if (dirent.isDirectory()) checkReadable(join(walk.root, relativePath));
+    return;
+  }
 
   const sourcePath = join(walk.root, relativePath);
   if (!isValidUtf8(dirent.name)) throw invalidUtf8Path(sourcePath);

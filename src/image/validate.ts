@@ -1,3 +1,4 @@
+import { outsideRootProblem } from "../context/local-path.js";
 import {
   isValidName,
   isValidTag,
@@ -58,6 +59,8 @@ function textProblem(value: unknown, options: { allowNewlines: boolean }): strin
 class ProblemList {
   readonly items: Problem[] = [];
 
+  constructor(private readonly baseDir: string | undefined) {}
+
   add(path: string, message: string): void {
     this.items.push({ path, message });
   }
@@ -65,6 +68,15 @@ class ProblemList {
   text(path: string, value: unknown, allowNewlines = false): void {
     const problem = textProblem(value, { allowNewlines });
     if (problem) this.add(path, problem);
+  }
+
+  /** Checks a local path, and that it stays inside the base directory when one is known. */
+  localPath(path: string, value: unknown): void {
+    const problem = textProblem(value, { allowNewlines: false });
+    if (problem) return this.add(path, problem);
+    if (this.baseDir === undefined) return;
+    const outside = outsideRootProblem(this.baseDir, value as string);
+    if (outside) this.add(path, outside);
   }
 }
 
@@ -109,11 +121,11 @@ function checkBase(base: ImageBase, problems: ProblemList): void {
       }
       return;
     case "fromDockerfile":
-      problems.text("fromDockerfile", base.path);
+      problems.localPath("fromDockerfile", base.path);
       if (!checkOptionKeys("fromDockerfile.options", base.options, ["contextDir"], problems))
         return;
       if (base.contextDir !== undefined)
-        problems.text("fromDockerfile.contextDir", base.contextDir);
+        problems.localPath("fromDockerfile.contextDir", base.contextDir);
       return;
     case "fromName": {
       const ref = typeof base.name === "string" ? splitNameRef(base.name) : undefined;
@@ -167,10 +179,30 @@ function checkPipOptions(
   }
 }
 
-function checkRemotePath(path: string, value: unknown, problems: ProblemList): void {
+/** Linux's NAME_MAX: the daemon fails with ENAMETOOLONG on a longer file name. */
+const maxFileNameBytes = 255;
+
+/** Checks a path inside the image; returns whether the text itself was valid. */
+function checkImagePath(path: string, value: unknown, problems: ProblemList): boolean {
   const problem = textProblem(value, { allowNewlines: false });
-  if (problem) problems.add(path, problem);
-  else if (!(value as string).startsWith("/")) {
+  if (problem) {
+    problems.add(path, problem);
+    return false;
+  }
+  const long = (value as string)
+    .split("/")
+    .find((name) => Buffer.byteLength(name) > maxFileNameBytes);
+  if (long !== undefined) {
+    problems.add(
+      path,
+      `${describe(long)} is longer than ${maxFileNameBytes} bytes, the maximum length of a file name`,
+    );
+  }
+  return true;
+}
+
+function checkRemotePath(path: string, value: unknown, problems: ProblemList): void {
+  if (checkImagePath(path, value, problems) && !(value as string).startsWith("/")) {
     problems.add(path, `remote path ${describe(value)} must be absolute, for example "/app"`);
   }
 }
@@ -214,13 +246,24 @@ function checkStep(step: ImageStep, path: string, problems: ProblemList): void {
       }
       return;
     case "pipInstallFromRequirements":
-      problems.text(path, step.localPath);
+      problems.localPath(path, step.localPath);
       return checkPipOptions(`${path}.options`, step.options, problems);
     case "runCommands":
-    case "dockerfileCommands":
       return checkList(path, step.commands, problems, (itemPath, value) =>
         problems.text(itemPath, value, true),
       );
+    case "dockerfileCommands":
+      return checkList(path, step.commands, problems, (itemPath, value) => {
+        problems.text(itemPath, value, true);
+        // Docker's parser (Engine 20.10) drops a CR at the end of a line, and editors show a
+        // lone CR as a line break, so only CRLF line ends are accepted.
+        if (typeof value === "string" && /\r(?!\n)/.test(value)) {
+          problems.add(
+            itemPath,
+            `${describe(value)} contains a carriage return outside a CRLF line end; write the instruction on one line, or use LF or CRLF line ends`,
+          );
+        }
+      });
     case "env":
       if (typeof step.vars !== "object" || step.vars === null || Array.isArray(step.vars)) {
         return problems.add(path, `expected an object of strings, got ${describe(step.vars)}`);
@@ -238,7 +281,8 @@ function checkStep(step: ImageStep, path: string, problems: ProblemList): void {
       }
       return;
     case "workdir":
-      return problems.text(path, step.path);
+      checkImagePath(path, step.path, problems);
+      return;
     case "entrypoint":
     case "cmd":
       if (!Array.isArray(step.args)) {
@@ -252,7 +296,7 @@ function checkStep(step: ImageStep, path: string, problems: ProblemList): void {
       return;
     case "addLocalFile":
     case "addLocalDir":
-      problems.text(`${path}.localPath`, step.localPath);
+      problems.localPath(`${path}.localPath`, step.localPath);
       checkRemotePath(`${path}.remotePath`, step.remotePath, problems);
       if (
         step.kind === "addLocalDir" &&
@@ -275,9 +319,14 @@ function checkIgnore(path: string, ignore: unknown, problems: ProblemList): void
   ignore.forEach((pattern, index) => problems.text(`${path}[${index}]`, pattern));
 }
 
+export interface ValidateOptions {
+  /** The config file's directory; when given, local paths must stay inside it. */
+  baseDir?: string;
+}
+
 /** Returns every problem in an image definition; an empty list means it can be built. */
-export function validateImage(image: Image): Problem[] {
-  const problems = new ProblemList();
+export function validateImage(image: Image, options: ValidateOptions = {}): Problem[] {
+  const problems = new ProblemList(options.baseDir);
   checkBase(image.base, problems);
   const counts = new Map<string, number>();
   for (const step of image.steps) {

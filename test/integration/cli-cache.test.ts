@@ -155,7 +155,7 @@ describe.skipIf(skipIntegration)("build cache without a registry", () => {
     const result = await project.cli(["build", "--parallel", "0"]);
 
     expect(result.exitCode).toBe(2);
-    expect(result.stderr).toContain("invalid --parallel value 0");
+    expect(result.stderr).toContain(`invalid --parallel value "0"`);
   });
 });
 

@@ -56,6 +56,20 @@ describe("loadConfig", () => {
     expect(config.images.get("app")?.steps).toEqual([{ kind: "aptInstall", packages: ["git"] }]);
   });
 
+  it.each([
+    ["image.config.json", '{"images": {"app": {"fromScratch": true}}}'],
+    ["package.json", '{"name": "p", "modal-image": {"images": {"app": {"fromScratch": true}}}}'],
+    [
+      "image.config.ts",
+      'import { Image } from "modal-image";\nexport default { images: { app: Image.fromScratch() } };',
+    ],
+  ])("loads %s with a UTF-8 BOM and CRLF", async (name, text) => {
+    await write(name, `\uFEFF${text.replace(/\n/g, "\r\n")}\r\n`);
+    const config = await loadConfig({ cwd: dir });
+    expect(config.filepath).toBe(path.join(dir, name));
+    expect(config.images.get("app")?.base).toEqual({ kind: "fromScratch" });
+  });
+
   it("loads a named .mjs config with -c", async () => {
     const file = await write(
       "other/my.config.mjs",
