@@ -12,6 +12,7 @@ interface GlobalOptions {
   verbose?: boolean;
   debug?: boolean;
   quiet?: boolean;
+  progress?: string;
 }
 
 const interruptSignal = installProcessHandlers();
@@ -68,6 +69,7 @@ function action<Args extends unknown[]>(
       process.exitCode = reportError(error, {
         json: options.json ?? false,
         debug: options.debug ?? false,
+        stderrFormat,
       });
     }
   };
@@ -82,14 +84,18 @@ function commandOptions(options: GlobalOptions) {
   };
 }
 
+/** How the action wrapper prints an error on stderr; `--progress json` switches it to JSON lines. */
+let stderrFormat: "text" | "json" = "text";
+
 async function progress(options: GlobalOptions) {
   const { chooseProgressMode, createProgressRenderer } = await import("./output/progress.js");
-  const mode = chooseProgressMode({
-    verbose: options.verbose ?? false,
-    quiet: options.quiet ?? false,
-  });
+  const mode = chooseProgressMode(options);
+  if (mode === "json") stderrFormat = "json";
   return createProgressRenderer(mode);
 }
+
+const progressHelp =
+  "how progress is shown on stderr: auto (a spinner on a terminal, step lines otherwise), plain (steps with the build log) or json (one event per line); default: MODAL_IMAGE_PROGRESS, else auto";
 
 const program = new Command("modal-image")
   .description(
@@ -124,8 +130,13 @@ addCommonOptions(
       "build even when an image of the same definition exists locally or in the registry",
     )
     .option("--parallel <n>", "maximum number of images built at once (default: 2)", Number)
-    .option("--verbose", "print the full build log")
-    .option("-q, --quiet", "print no progress"),
+    .option("--progress <auto|plain|json>", progressHelp)
+    .option("--verbose", "the same as --progress plain")
+    .option("-q, --quiet", "print no progress; stdout still gets the pinned references")
+    .option(
+      "--metadata-file <path>",
+      "after a successful build, write the images' IDs, digests, references and names to this JSON file",
+    ),
 ).action(
   action(
     async (
@@ -135,11 +146,17 @@ addCommonOptions(
         expect?: string;
         force?: boolean;
         parallel?: number;
+        metadataFile?: string;
       },
       images: string[],
     ) => {
       const { build } = await import("./commands/build.js");
       const renderer = await progress(options);
+      const { checkMetadataPath, writeMetadataFile } = await import("./output/metadata-file.js");
+      const metadataPath =
+        options.metadataFile === undefined
+          ? undefined
+          : await checkMetadataPath(options.metadataFile);
       try {
         const result = await build({
           ...commandOptions(options),
@@ -151,6 +168,8 @@ addCommonOptions(
           ...(options.parallel === undefined ? {} : { parallel: options.parallel }),
           onProgress: (event) => renderer.onEvent(event),
         });
+        // Written before stdout, so that a failure to write it leaves one document on stdout.
+        if (metadataPath !== undefined) await writeMetadataFile(metadataPath, result);
         if (options.json) writeJson(result);
         else for (const image of result.images) process.stdout.write(`${image.reference}\n`);
       } finally {
@@ -198,15 +217,15 @@ addCommonOptions(
   program
     .command("tags")
     .description("list the tags of a name, newest first")
-    .argument("<name>", "the name whose tags to list"),
+    .argument("<name>", "the name whose tags to list")
+    .option("-q, --quiet", "print only the tags, one per line"),
 ).action(
   action(async (options, name: string) => {
     const { tags } = await import("./commands/resolve.js");
     const records = await tags(name, commandOptions(options));
     if (options.json) return writeJson({ name, tags: records });
-    const { writeTable } = await import("./output/table.js");
-    const rows = records.map((record) => [record.tag, record.digest, record.publishedAt]);
-    writeTable(["TAG", "DIGEST", "PUBLISHED"], rows);
+    const { writeTagTable } = await import("./output/table.js");
+    writeTagTable(records, options.quiet ?? false);
   }),
 );
 
@@ -272,12 +291,17 @@ addCommonOptions(
   program
     .command("names")
     .description("list the names in the index with their tags")
-    .option("--prefix <prefix>", "only names that start with this text"),
+    .option("--prefix <prefix>", "only names that start with this text")
+    .option("-q, --quiet", "print only the names, one per line"),
 ).action(
   action(async (options: GlobalOptions & { prefix?: string }) => {
     const { names } = await import("./commands/resolve.js");
     const listings = await names(options.prefix ?? "", commandOptions(options));
     if (options.json) return writeJson({ names: listings });
+    if (options.quiet) {
+      for (const listing of listings) process.stdout.write(`${listing.name}\n`);
+      return;
+    }
     const { writeTable } = await import("./output/table.js");
     const rows = listings.map((listing) => [
       listing.name,
@@ -307,6 +331,7 @@ addCommonOptions(
     .description("start a container from the image a name points at, stream its output, remove it")
     .argument("<name[:tag]>", "the name to run; the tag defaults to latest")
     .argument("[command...]", "command and arguments, after --; default: the image's CMD")
+    .option("--progress <auto|plain|json>", progressHelp)
     .option("-q, --quiet", "print no progress"),
 ).action(
   action(async (options, nameRef: string, command: string[]) => {
