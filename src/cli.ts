@@ -353,6 +353,26 @@ addCommonOptions(
   }),
 );
 
+addCommonOptions(
+  program
+    .command("doctor")
+    .description(
+      "check the config, Docker daemon, base images, registry, credentials and name index, and say what to fix",
+    )
+    .option("-q, --quiet", "print only the checks that warn or fail"),
+).action(
+  action(async (options) => {
+    const { doctor } = await import("./commands/doctor.js");
+    const checks = await doctor(commandOptions(options));
+    if (options.json) writeJson(checks);
+    else {
+      const { writeDoctorReport } = await import("./output/doctor-report.js");
+      writeDoctorReport(checks, options.quiet ?? false);
+    }
+    return checks.some((check) => check.status === "fail") ? ExitCode.failed : ExitCode.ok;
+  }),
+);
+
 program
   .command("init")
   .description("write a starter image.config.ts in the working directory")
