@@ -47,18 +47,21 @@ function chooseRegistry(
 export async function doctor(options: CommandOptions = {}): Promise<DoctorCheck[]> {
   checkOptionValues(options);
   const env = options.env ?? process.env;
-  const [config, daemon] = await Promise.all([
-    checkConfig({ cwd: options.cwd ?? process.cwd(), configPath: options.configPath }),
-    checkDaemon(),
-  ]);
+  const daemonCheck = checkDaemon();
+  const config = await checkConfig({
+    cwd: options.cwd ?? process.cwd(),
+    configPath: options.configPath,
+  });
   const settings: ConfigSettings = config.config ?? {};
   const chosen = chooseRegistry(options, settings);
+  const daemonInfo = daemonCheck.then((result) => result.info);
 
-  const [baseImages, registry] = await Promise.all([
-    checkBaseImages(config.config, daemon.info),
+  const [daemon, baseImages, registry] = await Promise.all([
+    daemonCheck,
+    daemonInfo.then((info) => checkBaseImages(config.config, info)),
     chosen.problem
       ? { check: chosen.problem, probe: undefined }
-      : checkRegistry(chosen.location, env, daemon.info),
+      : checkRegistry(chosen.location, env, daemonInfo),
   ]);
   const [credentials, index] = await Promise.all([
     checkCredentials(registry.probe, registry.check, env),

@@ -3,7 +3,7 @@ import type { DaemonInfo } from "../docker/daemon-info.js";
 import { findRegistryAuth, dockerConfigPath, type CredentialSource } from "../docker/auth.js";
 import type { RegistryLocation } from "../names.js";
 import { describeCause, parseChallenges } from "../registry/auth.js";
-import { insecureRegistriesVariable, registryBaseUrl } from "../registry/http.js";
+import { hostnameOf, insecureRegistriesVariable, registryBaseUrl } from "../registry/http.js";
 import { checkTimeoutMs, failedCheck, type DoctorCheck } from "./check.js";
 
 /** What the registry check learned, for the credentials and index checks. */
@@ -29,7 +29,7 @@ function connectionFix(host: string, url: URL, cause: string): string {
 /** Returns whether the daemon reaches `host` over plain HTTP, following its insecure-registries rules. */
 export function daemonTreatsAsInsecure(host: string, daemon: DaemonInfo): boolean {
   if (daemon.insecureRegistryHosts.includes(host)) return true;
-  const hostname = host.replace(/^\[|\](?::\d+)?$/g, "").replace(/:\d+$/, "");
+  const hostname = hostnameOf(host);
   // The daemon resolves a name; localhost is the only one whose address is certain here.
   const address = hostname === "localhost" ? "127.0.0.1" : hostname;
   const family = isIP(address);
@@ -55,12 +55,13 @@ function loginDescription(response: Response): string {
 /**
  * Sends an unauthenticated `GET /v2/` to the registry over the scheme modal-image uses for it.
  * 200 or 401 means an OCI registry answered. With the daemon's settings, it also checks that
- * the daemon, which pushes, uses plain HTTP where modal-image does.
+ * the daemon, which pushes, uses plain HTTP where modal-image does. `daemon` is awaited only
+ * after the request, so that a daemon and a registry that both hang cost one time limit.
  */
 export async function checkRegistry(
   location: RegistryLocation | undefined,
   env: NodeJS.ProcessEnv,
-  daemon: DaemonInfo | undefined,
+  daemonInfo: Promise<DaemonInfo | undefined>,
 ): Promise<{ check: DoctorCheck; probe: RegistryProbe | undefined }> {
   if (!location) {
     const finding =
@@ -108,6 +109,7 @@ export async function checkRegistry(
   const probe: RegistryProbe = { location, status: response.status };
   const scheme = plainHttp ? "plain HTTP" : "HTTPS";
   const finding = `GET ${url.href} answered ${response.status} (${loginDescription(response)}) over ${scheme}`;
+  const daemon = await daemonInfo;
   const daemonInsecure = daemon ? daemonTreatsAsInsecure(host, daemon) : undefined;
   if (daemonInsecure !== undefined) details.daemonPlainHttp = daemonInsecure;
   if (plainHttp && daemonInsecure === false) {

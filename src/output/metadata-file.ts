@@ -47,8 +47,11 @@ export async function checkMetadataPath(file: string, cwd = process.cwd()): Prom
   const target = existing ? await fs.realpath(absolute) : absolute;
   const dir = path.dirname(target);
   const dirStats = await fs.stat(dir).catch(() => undefined);
-  if (!dirStats?.isDirectory()) {
+  if (!dirStats) {
     throw invalidPath(file, `directory ${dir} does not exist`, `create it first: mkdir -p ${dir}`);
+  }
+  if (!dirStats.isDirectory()) {
+    throw invalidPath(file, `${dir} is not a directory`, "name a path inside a directory");
   }
   try {
     await fs.access(dir, fs.constants.W_OK);
