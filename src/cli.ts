@@ -84,7 +84,7 @@ function commandOptions(options: GlobalOptions) {
   };
 }
 
-/** How the action wrapper prints an error on stderr; `--progress json` switches it to JSON lines. */
+/** The format of errors on stderr: text, or JSON lines once `--progress json` is chosen. */
 let stderrFormat: "text" | "json" = "text";
 
 async function progress(options: GlobalOptions) {

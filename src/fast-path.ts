@@ -4,8 +4,9 @@
  * this file into `dist/bundle/fast-path.js`, which `bin/modal-image` loads first.
  *
  * It accepts only arguments whose meaning is certain without commander: the command, one
- * operand that does not start with `-`, the flags `--json`, `--debug` and (for tags) `-q`/`--quiet`, and the options
- * `-c`/`--config`, `--index` and `--registry` as `--option VALUE` or `--option=VALUE`. For
+ * operand that does not start with `-`, the flags `--json`, `--debug` and (for tags)
+ * `-q`/`--quiet`, and the options `-c`/`--config`, `--index` and `--registry` as
+ * `--option VALUE` or `--option=VALUE`. For
  * anything else (help, version, unknown options, a missing or extra operand) it returns false
  * before printing anything, and the full CLI runs and reports it. Output, errors and exit codes
  * are those of `src/cli.ts`, because both call the same command functions and error report.
@@ -25,7 +26,7 @@ export interface FastCommand {
   operand: string;
   json: boolean;
   debug: boolean;
-  /** `tags -q`: print only the tags. */
+  /** Whether `tags -q` was given, which prints only the tags. */
   quiet: boolean;
   /** The options with a value, as `src/cli.ts` passes them to the command functions. */
   options: Pick<CommandOptions, "configPath" | "index" | "registry">;

@@ -41,7 +41,7 @@ const helperTimeoutMs = 60_000;
 /** Username a credential helper returns when the secret is an identity token. */
 const identityTokenUsername = "<token>";
 
-/** Where the Docker config supplied a registry's credentials. */
+/** The source of a registry's credentials in the Docker config. */
 export interface CredentialSource {
   /** The config.json that was read. */
   file: string;

@@ -4,7 +4,7 @@ import { OperationError } from "../errors.js";
 import { connectDocker, toDaemonConnectionError } from "./client.js";
 import { isRecord } from "./progress.js";
 
-/** What `doctor` reports about the daemon, from `/_ping`, `/version` and `/info`. */
+/** The daemon's versions, default builder and insecure registries, from `/_ping`, `/version` and `/info`. */
 export interface DaemonInfo {
   /** The engine's version, such as `20.10.24+dfsg1`. */
   version: string;
@@ -18,7 +18,7 @@ export interface DaemonInfo {
   insecureRegistryHosts: string[];
 }
 
-/** The daemon address in DOCKER_HOST form, as dockerode reads it. */
+/** Returns the daemon address in DOCKER_HOST form, as dockerode reads it. */
 export function dockerHost(env: NodeJS.ProcessEnv = process.env): string {
   return env.DOCKER_HOST || "unix:///var/run/docker.sock";
 }
@@ -77,7 +77,7 @@ function insecureCidrs(info: unknown): string[] {
 /**
  * Asks the daemon at DOCKER_HOST for its version, API version, default builder and insecure
  * registries. Fails with an OperationError after `timeoutMs`, so a daemon that accepts the
- * connection but never answers cannot hang the caller.
+ * connection but never responds cannot hang the caller.
  */
 export async function readDaemonInfo(timeoutMs: number): Promise<DaemonInfo> {
   const docker = connectDocker();
@@ -100,7 +100,7 @@ export async function readDaemonInfo(timeoutMs: number): Promise<DaemonInfo> {
   } catch (error) {
     if (signal.aborted) {
       throw new OperationError(
-        `the Docker daemon at ${dockerHost()} did not answer within ${timeoutMs / 1000} s`,
+        `the Docker daemon at ${dockerHost()} did not respond within ${timeoutMs / 1000} s`,
         {
           hint: "check that the daemon is running and not overloaded, or set DOCKER_HOST",
           cause: error,

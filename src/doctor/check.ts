@@ -8,15 +8,18 @@ export interface DoctorCheck {
   check: string;
   /** `skip` when a check could not run because an earlier one failed or does not apply. */
   status: CheckStatus;
-  /** One line that says what was found. */
+  /** One line that describes the result. */
   finding: string;
-  /** What to do about it; absent when the status is `ok` or `skip`. */
+  /** The next step for the user; absent when the status is `ok` or `skip`. */
   fix?: string;
   /** Values a script may read, such as versions and addresses. Never credentials. */
   details?: Record<string, unknown>;
 }
 
-/** Time limit of each request to the daemon or a registry, so that doctor never hangs. */
+/**
+ * Time limit of each request to the daemon or a registry.
+ * NOTE: a credential helper keeps its own 60 s limit, because a keychain may wait for a user.
+ */
 export const checkTimeoutMs = 5_000;
 
 /** Turns an error into a failed check, with the error's hint as the fix. */

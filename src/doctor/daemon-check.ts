@@ -88,7 +88,7 @@ async function withTimeout<T>(promise: Promise<T>, what: string): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<never>((_, reject) => {
     timer = setTimeout(
-      () => reject(new OperationError(`${what} did not finish within ${checkTimeoutMs / 1000} s`)),
+      () => reject(new OperationError(`${what} timed out after ${checkTimeoutMs / 1000} s`)),
       checkTimeoutMs,
     );
   });

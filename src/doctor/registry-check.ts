@@ -6,7 +6,7 @@ import { describeCause, parseChallenges } from "../registry/auth.js";
 import { hostnameOf, insecureRegistriesVariable, registryBaseUrl } from "../registry/http.js";
 import { checkTimeoutMs, failedCheck, type DoctorCheck } from "./check.js";
 
-/** What the registry check learned, for the credentials and index checks. */
+/** The result of the registry check, which the credentials and index checks use. */
 export interface RegistryProbe {
   location: RegistryLocation;
   /** The status of an unauthenticated `GET /v2/`: 200, or 401 when a login is required. */
@@ -54,7 +54,7 @@ function loginDescription(response: Response): string {
 
 /**
  * Sends an unauthenticated `GET /v2/` to the registry over the scheme modal-image uses for it.
- * 200 or 401 means an OCI registry answered. With the daemon's settings, it also checks that
+ * A 200 or 401 response means that an OCI registry is there. With the daemon's settings, it also checks that
  * the daemon, which pushes, uses plain HTTP where modal-image does. `daemon` is awaited only
  * after the request, so that a daemon and a registry that both hang cost one time limit.
  */
@@ -82,7 +82,7 @@ export async function checkRegistry(
     await response.body?.cancel();
   } catch (error) {
     const timedOut = error instanceof DOMException && error.name === "TimeoutError";
-    const cause = timedOut ? `no answer within ${checkTimeoutMs / 1000} s` : describeCause(error);
+    const cause = timedOut ? `timed out after ${checkTimeoutMs / 1000} s` : describeCause(error);
     const finding = `GET ${url.href} failed: ${cause}`;
     const check = failedCheck(
       "registry",
@@ -99,7 +99,7 @@ export async function checkRegistry(
     const check: DoctorCheck = {
       check: "registry",
       status: "fail",
-      finding: `GET ${url.href} answered HTTP ${response.status}, not 200 or 401`,
+      finding: `GET ${url.href} returned HTTP ${response.status}, not 200 or 401`,
       fix: `check that ${host} is an OCI registry and that the registry setting names its host and port`,
       details,
     };
@@ -108,7 +108,7 @@ export async function checkRegistry(
 
   const probe: RegistryProbe = { location, status: response.status };
   const scheme = plainHttp ? "plain HTTP" : "HTTPS";
-  const finding = `GET ${url.href} answered ${response.status} (${loginDescription(response)}) over ${scheme}`;
+  const finding = `GET ${url.href} returned ${response.status} (${loginDescription(response)}) over ${scheme}`;
   const daemon = await daemonInfo;
   const daemonInsecure = daemon ? daemonTreatsAsInsecure(host, daemon) : undefined;
   if (daemonInsecure !== undefined) details.daemonPlainHttp = daemonInsecure;

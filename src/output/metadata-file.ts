@@ -28,41 +28,37 @@ export async function checkMetadataPath(file: string, cwd = process.cwd()): Prom
   if (file === "") {
     throw invalidPath(file, "the path is empty", "give a file path such as build-metadata.json");
   }
+
   const absolute = path.resolve(cwd, file);
   const existing = await fs.stat(absolute).catch(() => undefined);
   if (existing?.isDirectory()) {
-    throw invalidPath(
-      file,
-      "it is a directory",
-      `name a file inside it: ${path.join(file, "metadata.json")}`,
-    );
+    const hint = `name a file inside it: ${path.join(file, "metadata.json")}`;
+    throw invalidPath(file, "it is a directory", hint);
   }
   if (existing && !existing.isFile()) {
-    throw invalidPath(
-      file,
-      "it exists and is not a regular file",
-      "name a regular file or a new path",
-    );
+    const hint = "name a regular file or a new path";
+    throw invalidPath(file, "it exists and is not a regular file", hint);
   }
+
   const target = existing ? await fs.realpath(absolute) : absolute;
-  const dir = path.dirname(target);
-  const dirStats = await fs.stat(dir).catch(() => undefined);
-  if (!dirStats) {
+  await checkDirectory(file, path.dirname(target));
+  return target;
+}
+
+async function checkDirectory(file: string, dir: string): Promise<void> {
+  const stats = await fs.stat(dir).catch(() => undefined);
+  if (!stats) {
     throw invalidPath(file, `directory ${dir} does not exist`, `create it first: mkdir -p ${dir}`);
   }
-  if (!dirStats.isDirectory()) {
+  if (!stats.isDirectory()) {
     throw invalidPath(file, `${dir} is not a directory`, "name a path inside a directory");
   }
   try {
     await fs.access(dir, fs.constants.W_OK);
   } catch {
-    throw invalidPath(
-      file,
-      `directory ${dir} is not writable`,
-      "choose a directory you can write to",
-    );
+    const hint = "choose a directory you can write to";
+    throw invalidPath(file, `directory ${dir} is not writable`, hint);
   }
-  return target;
 }
 
 /** Returns the metadata file's content: an object keyed by definition key. */

@@ -19,9 +19,9 @@ export type ProgressEvent =
   | { type: "done"; image: string; reference: string };
 
 /**
- * How progress is shown on stderr: `spinner` redraws one line on a terminal, `steps` prints one
- * line per step, `plain` adds the build output and transfer statuses, `json` prints every event
- * as one JSON object per line, and `quiet` prints nothing.
+ * The form of progress on stderr. `spinner` redraws one line on a terminal, and `steps` prints
+ * one line per step. `plain` adds the build output and transfer statuses. `json` prints every
+ * event as one JSON object per line, and `quiet` prints nothing.
  */
 export type ProgressMode = "spinner" | "steps" | "plain" | "json" | "quiet";
 

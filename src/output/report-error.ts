@@ -5,7 +5,7 @@ import { stderrStyle } from "./style.js";
 export interface ReportOptions {
   json: boolean;
   debug: boolean;
-  /** `json` writes one JSON line of type `error` on stderr instead of text, for `--progress json`. */
+  /** The stderr format; `json` writes one line of type `error` instead of text, for `--progress json`. */
   stderrFormat?: "text" | "json";
 }
 

@@ -101,8 +101,8 @@ export class RegistryClient {
   }
 
   /**
-   * Sends `GET /v2/` with the credentials from the Docker config when the registry asks for
-   * them. Throws an OperationError when the registry rejects them or does not answer with 200.
+   * Sends `GET /v2/`, with the credentials from the Docker config when the registry responds
+   * 401. Throws an OperationError when the registry rejects them or returns anything but 200.
    */
   async checkLogin(): Promise<void> {
     const response = await this.send({ method: "GET", url: "/v2/", scopes: [], expected: [200] });

@@ -221,8 +221,8 @@ describe.skipIf(skipIntegration)("doctor", () => {
     });
     expect(result.exitCode).toBe(1);
     const checks = byId(result.stdout);
-    expect(checks.get("daemon")?.finding).toContain("did not answer within 5 s");
-    expect(checks.get("registry")?.finding).toContain("no answer within 5 s");
+    expect(checks.get("daemon")?.finding).toContain("did not respond within 5 s");
+    expect(checks.get("registry")?.finding).toContain("timed out after 5 s");
   });
 
   it("fails when MODAL_IMAGE_HOME is a file", async () => {
