@@ -38,7 +38,7 @@ async function closedPort(): Promise<number> {
 describe.skipIf(skipIntegration)("doctor", () => {
   let project: TestProject;
   let credentials: RegistryCredentials;
-  /** Accepts connections and never answers, like a daemon or registry that hangs. */
+  /** Accepts connections and never responds, like a daemon or registry that hangs. */
   let silentServer: net.Server;
   const silentSockets = new Set<net.Socket>();
   let silentPort: number;

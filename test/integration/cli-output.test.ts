@@ -71,6 +71,7 @@ describe.skipIf(skipIntegration)("output for machines", () => {
     const built = JSON.parse(result.stdout) as BuildJson;
     const events = jsonLines(result.stderr);
     for (const event of events) expect(Date.parse(event.time)).not.toBeNaN();
+
     const types = new Set(events.map((event) => event.type));
     expect(types).toEqual(new Set(["phase", "step", "output", "status", "done"]));
     expect(events).toContainEqual(expect.objectContaining({ type: "phase", phase: "build" }));
@@ -84,6 +85,7 @@ describe.skipIf(skipIntegration)("output for machines", () => {
     );
     expect(events).toContainEqual(expect.objectContaining({ type: "output", text: "built-line" }));
     expect(events).toContainEqual(expect.objectContaining({ type: "status", operation: "push" }));
+
     expect(events.at(-1)).toMatchObject({
       type: "done",
       image: name,
