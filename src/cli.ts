@@ -13,6 +13,7 @@ interface GlobalOptions {
   verbose?: boolean;
   debug?: boolean;
   quiet?: boolean;
+  progress?: string;
 }
 
 const interruptSignal = installProcessHandlers();
@@ -69,6 +70,7 @@ function action<Args extends unknown[]>(
       process.exitCode = reportError(error, {
         json: options.json ?? false,
         debug: options.debug ?? false,
+        stderrFormat,
       });
     }
   };
@@ -83,14 +85,18 @@ function commandOptions(options: GlobalOptions) {
   };
 }
 
+/** The format of errors on stderr: text, or JSON lines once `--progress json` is chosen. */
+let stderrFormat: "text" | "json" = "text";
+
 async function progress(options: GlobalOptions) {
   const { chooseProgressMode, createProgressRenderer } = await import("./output/progress.js");
-  const mode = chooseProgressMode({
-    verbose: options.verbose ?? false,
-    quiet: options.quiet ?? false,
-  });
+  const mode = chooseProgressMode(options);
+  if (mode === "json") stderrFormat = "json";
   return createProgressRenderer(mode);
 }
+
+const progressHelp =
+  "how progress is shown on stderr: auto (a spinner on a terminal, step lines otherwise), plain (steps with the build log) or json (one event per line); default: MODAL_IMAGE_PROGRESS, else auto";
 
 const program = new Command("modal-image")
   .description(
@@ -125,8 +131,13 @@ addCommonOptions(
       "build even when an image of the same definition exists locally or in the registry",
     )
     .option("--parallel <n>", "maximum number of images built at once (default: 2)")
-    .option("--verbose", "print the full build log")
-    .option("-q, --quiet", "print no progress"),
+    .option("--progress <auto|plain|json>", progressHelp)
+    .option("--verbose", "the same as --progress plain")
+    .option("-q, --quiet", "print no progress; stdout still gets the pinned references")
+    .option(
+      "--metadata-file <path>",
+      "after a successful build, write the images' IDs, digests, references and names to this JSON file",
+    ),
 ).action(
   action(
     async (
@@ -136,11 +147,17 @@ addCommonOptions(
         expect?: string;
         force?: boolean;
         parallel?: string;
+        metadataFile?: string;
       },
       images: string[],
     ) => {
       const { build } = await import("./commands/build.js");
       const renderer = await progress(options);
+      const { checkMetadataPath, writeMetadataFile } = await import("./output/metadata-file.js");
+      const metadataPath =
+        options.metadataFile === undefined
+          ? undefined
+          : await checkMetadataPath(options.metadataFile);
       try {
         const result = await build({
           ...commandOptions(options),
@@ -152,6 +169,8 @@ addCommonOptions(
           ...(options.parallel === undefined ? {} : { parallel: options.parallel }),
           onProgress: (event) => renderer.onEvent(event),
         });
+        // Written before stdout, so that a failure to write it leaves one document on stdout.
+        if (metadataPath !== undefined) await writeMetadataFile(metadataPath, result);
         if (options.json) writeJson(result);
         else for (const image of result.images) process.stdout.write(`${image.reference}\n`);
       } finally {
@@ -199,15 +218,15 @@ addCommonOptions(
   program
     .command("tags")
     .description("list the tags of a name, newest first")
-    .argument("<name>", "the name whose tags to list"),
+    .argument("<name>", "the name whose tags to list")
+    .option("-q, --quiet", "print only the tags, one per line"),
 ).action(
   action(async (options, name: string) => {
     const { tags } = await import("./commands/resolve.js");
     const records = await tags(name, commandOptions(options));
     if (options.json) return writeJson({ name, tags: records });
-    const { writeTable } = await import("./output/table.js");
-    const rows = records.map((record) => [record.tag, record.digest, record.publishedAt]);
-    writeTable(["TAG", "DIGEST", "PUBLISHED"], rows);
+    const { writeTagTable } = await import("./output/table.js");
+    writeTagTable(records, options.quiet ?? false);
   }),
 );
 
@@ -273,12 +292,17 @@ addCommonOptions(
   program
     .command("names")
     .description("list the names in the index with their tags")
-    .option("--prefix <prefix>", "only names that start with this text"),
+    .option("--prefix <prefix>", "only names that start with this text")
+    .option("-q, --quiet", "print only the names, one per line"),
 ).action(
   action(async (options: GlobalOptions & { prefix?: string }) => {
     const { names } = await import("./commands/resolve.js");
     const listings = await names(options.prefix ?? "", commandOptions(options));
     if (options.json) return writeJson({ names: listings });
+    if (options.quiet) {
+      for (const listing of listings) process.stdout.write(`${listing.name}\n`);
+      return;
+    }
     const { writeTable } = await import("./output/table.js");
     const rows = listings.map((listing) => [
       listing.name,
@@ -308,6 +332,7 @@ addCommonOptions(
     .description("start a container from the image a name points at, stream its output, remove it")
     .argument("<name[:tag]>", "the name to run; the tag defaults to latest")
     .argument("[command...]", "command and arguments, after --; default: the image's CMD")
+    .option("--progress <auto|plain|json>", progressHelp)
     .option("-q, --quiet", "print no progress"),
 ).action(
   action(async (options, nameRef: string, command: string[]) => {
@@ -326,6 +351,26 @@ addCommonOptions(
     } finally {
       renderer.stop();
     }
+  }),
+);
+
+addCommonOptions(
+  program
+    .command("doctor")
+    .description(
+      "check the config, Docker daemon, base images, registry, credentials and name index, and say what to fix",
+    )
+    .option("-q, --quiet", "print only the checks that warn or fail"),
+).action(
+  action(async (options) => {
+    const { doctor } = await import("./commands/doctor.js");
+    const checks = await doctor(commandOptions(options));
+    if (options.json) writeJson(checks);
+    else {
+      const { writeDoctorReport } = await import("./output/doctor-report.js");
+      writeDoctorReport(checks, options.quiet ?? false);
+    }
+    return checks.some((check) => check.status === "fail") ? ExitCode.failed : ExitCode.ok;
   }),
 );
 

@@ -4,8 +4,9 @@
  * this file into `dist/bundle/fast-path.js`, which `bin/modal-image` loads first.
  *
  * It accepts only arguments whose meaning is certain without commander: the command, one
- * operand that does not start with `-`, the flags `--json` and `--debug`, and the options
- * `-c`/`--config`, `--index` and `--registry` as `--option VALUE` or `--option=VALUE`. For
+ * operand that does not start with `-`, the flags `--json`, `--debug` and (for tags)
+ * `-q`/`--quiet`, and the options `-c`/`--config`, `--index` and `--registry` as
+ * `--option VALUE` or `--option=VALUE`. For
  * anything else (help, version, unknown options, a missing or extra operand) it returns false
  * before printing anything, and the full CLI runs and reports it. Output, errors and exit codes
  * are those of `src/cli.ts`, because both call the same command functions and error report.
@@ -16,7 +17,7 @@ import type { CommandOptions } from "./commands/options.js";
 import { resolve, tags } from "./commands/resolve.js";
 import { ExitCode } from "./errors.js";
 import { installProcessHandlers } from "./process-handlers.js";
-import { writeTable } from "./output/table.js";
+import { writeTagTable } from "./output/table.js";
 
 /** A `resolve` or `tags` command line that the fast path handles. */
 export interface FastCommand {
@@ -25,6 +26,8 @@ export interface FastCommand {
   operand: string;
   json: boolean;
   debug: boolean;
+  /** Whether `tags -q` was given, which prints only the tags. */
+  quiet: boolean;
   /** The options with a value, as `src/cli.ts` passes them to the command functions. */
   options: Pick<CommandOptions, "configPath" | "index" | "registry">;
 }
@@ -45,6 +48,7 @@ export function parseFastCommand(args: readonly string[]): FastCommand | undefin
   let operand: string | undefined;
   let json = false;
   let debug = false;
+  let quiet = false;
   const options: FastCommand["options"] = {};
   for (let i = 0; i < rest.length; i++) {
     const arg = rest[i]!;
@@ -55,6 +59,8 @@ export function parseFastCommand(args: readonly string[]): FastCommand | undefin
       json = true;
     } else if (arg === "--debug") {
       debug = true;
+    } else if ((arg === "-q" || arg === "--quiet") && command === "tags") {
+      quiet = true;
     } else if (field && equals > 0) {
       options[field] = arg.slice(equals + 1);
     } else if (field) {
@@ -70,7 +76,7 @@ export function parseFastCommand(args: readonly string[]): FastCommand | undefin
     }
   }
   if (operand === undefined) return undefined;
-  return { command, operand, json, debug, options };
+  return { command, operand, json, debug, quiet, options };
 }
 
 function writeJson(value: unknown): void {
@@ -91,8 +97,7 @@ async function runCommand(parsed: FastCommand, signal: AbortSignal): Promise<voi
     writeJson({ name: parsed.operand, tags: records });
     return;
   }
-  const rows = records.map((record) => [record.tag, record.digest, record.publishedAt]);
-  writeTable(["TAG", "DIGEST", "PUBLISHED"], rows);
+  writeTagTable(records, parsed.quiet);
 }
 
 /**

@@ -29,7 +29,7 @@ export interface ConfigSettings {
   registry?: string | undefined;
 }
 
-function checkIndexKind(value: string, source: string): "local" | "registry" {
+export function checkIndexKind(value: string, source: string): "local" | "registry" {
   if (value === "local" || value === "registry") return value;
   throw new UsageError(`invalid ${source} ${JSON.stringify(value)}`, {
     hint: 'use "local" (names in $MODAL_IMAGE_HOME) or "registry" (names are the registry\'s tags)',

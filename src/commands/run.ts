@@ -40,6 +40,7 @@ export async function run(
       reference,
       ...(auth ? { auth } : {}),
       ...(options.signal ? { signal: options.signal } : {}),
+      onEvent: (event) => options.onProgress?.({ type: "pull", image: nameRef, event }),
     });
   }
   const exitCode = await docker.runContainer({

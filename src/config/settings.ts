@@ -34,7 +34,7 @@ async function hasConfigKey(file: string): Promise<boolean> {
 }
 
 /** Finds the config file the way loadConfig does, reading only package.json files. */
-async function findConfigFile(cwd: string): Promise<string | undefined> {
+export async function findConfigFile(cwd: string): Promise<string | undefined> {
   for (let dir = path.resolve(cwd); ; dir = path.dirname(dir)) {
     for (const place of searchPlaces) {
       const file = path.join(dir, place);

@@ -41,6 +41,15 @@ const helperTimeoutMs = 60_000;
 /** Username a credential helper returns when the secret is an identity token. */
 const identityTokenUsername = "<token>";
 
+/** The source of a registry's credentials in the Docker config. */
+export interface CredentialSource {
+  /** The config.json that was read. */
+  file: string;
+  kind: "credHelpers" | "credsStore" | "auths";
+  /** The helper program, `docker-credential-NAME`, for `credHelpers` and `credsStore`. */
+  helper?: string;
+}
+
 /**
  * Looks up credentials for a registry host such as `127.0.0.1:5001` in the Docker config
  * (`$DOCKER_CONFIG/config.json`, else `~/.docker/config.json`). Tries `credHelpers[host]`,
@@ -51,6 +60,14 @@ export async function resolveRegistryAuth(
   host: string,
   env: NodeJS.ProcessEnv = process.env,
 ): Promise<RegistryAuth | undefined> {
+  return (await findRegistryAuth(host, env))?.auth;
+}
+
+/** Does what resolveRegistryAuth does, and also returns which source had the credentials. */
+export async function findRegistryAuth(
+  host: string,
+  env: NodeJS.ProcessEnv = process.env,
+): Promise<{ auth: RegistryAuth; source: CredentialSource } | undefined> {
   const file = dockerConfigPath(env);
   const config = await readDockerConfig(file);
   if (!config) return undefined;
@@ -60,16 +77,19 @@ export async function resolveRegistryAuth(
   const helperName = findEntry(config.credHelpers ?? {}, serverAddress)?.value;
   if (helperName) {
     const auth = await runCredentialHelper(helperName, serverAddress, env, file);
-    if (auth) return auth;
+    const helper = `docker-credential-${helperName}`;
+    if (auth) return { auth, source: { file, kind: "credHelpers", helper } };
   }
 
   if (config.credsStore) {
     const auth = await runCredentialHelper(config.credsStore, serverAddress, env, file);
-    if (auth) return auth;
+    const helper = `docker-credential-${config.credsStore}`;
+    if (auth) return { auth, source: { file, kind: "credsStore", helper } };
   }
 
   const entry = findEntry(config.auths ?? {}, serverAddress);
-  return entry ? authFromEntry(entry.key, entry.value, serverAddress, file) : undefined;
+  const auth = entry ? authFromEntry(entry.key, entry.value, serverAddress, file) : undefined;
+  return auth ? { auth, source: { file, kind: "auths" } } : undefined;
 }
 
 export function dockerConfigPath(env: NodeJS.ProcessEnv = process.env): string {

@@ -49,11 +49,21 @@ export function readParserDirectives(text: string): Map<string, string> {
   return directives;
 }
 
+/** Returns the image `Image.debianSlim` starts from. */
+export function debianSlimImage(pythonVersion: string): string {
+  return `python:${pythonVersion}-slim-bookworm`;
+}
+
+/** Returns the image whose `/uv` binary `uvPipInstall` copies. */
+export function uvImage(uvVersion: string | undefined): string {
+  return `ghcr.io/astral-sh/uv:${uvVersion ?? defaultUvVersion}`;
+}
+
 function fromLine(input: GenerateInput): string {
   const base = input.image.base;
   switch (base.kind) {
     case "debianSlim":
-      return `FROM python:${base.pythonVersion}-slim-bookworm`;
+      return `FROM ${debianSlimImage(base.pythonVersion)}`;
     case "fromRegistry":
       return `FROM ${base.reference}`;
     case "fromName":
@@ -107,7 +117,6 @@ function copyLine(source: string, destination: string, escape: string): string {
 }
 
 function uvLines(step: { packages: readonly string[]; options: UvPipInstallOptions }): string[] {
-  const version = step.options.uvVersion ?? defaultUvVersion;
   const install = [
     uvPath,
     "pip install",
@@ -116,7 +125,10 @@ function uvLines(step: { packages: readonly string[]; options: UvPipInstallOptio
     ...pipFlags(step.options),
     sortedQuoted(step.packages),
   ];
-  return [`COPY --from=ghcr.io/astral-sh/uv:${version} /uv ${uvPath}`, runShell(install.join(" "))];
+  return [
+    `COPY --from=${uvImage(step.options.uvVersion)} /uv ${uvPath}`,
+    runShell(install.join(" ")),
+  ];
 }
 
 function stepLines(step: ImageStep, context: StepContext): string[] {

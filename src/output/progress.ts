@@ -1,6 +1,8 @@
 import type { Ora } from "ora";
-import type { BuildEvent, PushEvent } from "../docker/progress.js";
+import type { BuildEvent, PullEvent, PushEvent } from "../docker/progress.js";
 import { formatStep } from "../docker/progress.js";
+import { UsageError } from "../errors.js";
+import { toJsonEvent } from "./progress-json.js";
 import { stderrStyle } from "./style.js";
 
 /** A progress event of build, push, pull or publish. Renderers print them to stderr only. */
@@ -13,11 +15,22 @@ export type ProgressEvent =
     }
   | { type: "build"; image: string; event: BuildEvent }
   | { type: "push"; image: string; event: PushEvent }
+  | { type: "pull"; image: string; event: PullEvent }
   | { type: "done"; image: string; reference: string };
 
-export type ProgressMode = "spinner" | "plain" | "verbose" | "quiet";
+/**
+ * The form of progress on stderr. `spinner` redraws one line on a terminal, and `steps` prints
+ * one line per step. `plain` adds the build output and transfer statuses. `json` prints every
+ * event as one JSON object per line, and `quiet` prints nothing.
+ */
+export type ProgressMode = "spinner" | "steps" | "plain" | "json" | "quiet";
 
-/** Seconds of silence after which plain progress repeats the current step. */
+/** Values of `--progress` and `MODAL_IMAGE_PROGRESS`. */
+export const progressChoices = ["auto", "plain", "json"] as const;
+
+export const progressVariable = "MODAL_IMAGE_PROGRESS";
+
+/** Seconds of silence after which step lines repeat the current step. */
 const heartbeatSeconds = 30;
 
 /** Returns whether `CI` is set to anything but an empty string, `0` or `false`. */
@@ -26,14 +39,56 @@ export function isCI(env: NodeJS.ProcessEnv = process.env): boolean {
   return value !== undefined && value !== "" && value !== "0" && value !== "false";
 }
 
-export function chooseProgressMode(options: { verbose: boolean; quiet?: boolean }): ProgressMode {
-  if (options.quiet) return "quiet";
-  if (options.verbose) return "verbose";
+export interface ProgressSettings {
+  /** The `--progress` value. */
+  progress?: string | undefined;
+  /** `--verbose`, the same as `--progress plain`. */
+  verbose?: boolean | undefined;
+  quiet?: boolean | undefined;
+  env?: NodeJS.ProcessEnv;
+}
+
+function checkChoice(value: string, source: string): (typeof progressChoices)[number] {
+  const choice = progressChoices.find((candidate) => candidate === value);
+  if (choice) return choice;
+  throw new UsageError(`invalid ${source} ${JSON.stringify(value)}`, {
+    hint: `use one of ${progressChoices.join(", ")}`,
+  });
+}
+
+/**
+ * Chooses the progress mode from `--progress`, `--verbose`, `--quiet` and MODAL_IMAGE_PROGRESS,
+ * in that order. Throws a UsageError for an invalid value or for options that contradict.
+ */
+export function chooseProgressMode(settings: ProgressSettings): ProgressMode {
+  const env = settings.env ?? process.env;
+  const option =
+    settings.progress === undefined
+      ? undefined
+      : checkChoice(settings.progress, "--progress value");
+  if (settings.verbose && option !== undefined && option !== "plain") {
+    throw new UsageError(`--verbose conflicts with --progress ${option}`, {
+      hint: "--verbose is the same as --progress plain; give only one of them",
+    });
+  }
+  if (settings.quiet && (settings.verbose || (option !== undefined && option !== "auto"))) {
+    const other = settings.verbose ? "--verbose" : `--progress ${option}`;
+    throw new UsageError(`--quiet conflicts with ${other}`, {
+      hint: "--quiet shows no progress; drop one of the two options",
+    });
+  }
+  if (settings.quiet) return "quiet";
+
+  const fromEnv = env[progressVariable]
+    ? checkChoice(env[progressVariable], progressVariable)
+    : undefined;
+  const choice = option ?? (settings.verbose ? "plain" : fromEnv) ?? "auto";
+  if (choice !== "auto") return choice;
   // CI logs keep every line, so a spinner that redraws one line would lose them.
-  if (!process.stderr.isTTY || isCI()) return "plain";
+  if (!process.stderr.isTTY || isCI(env)) return "steps";
   // ora 9.4 divides by the column count to clear lines, and loops forever when it is 0, as on a
   // terminal that `script` opens without a size.
-  if (!process.stderr.columns) return "plain";
+  if (!process.stderr.columns) return "steps";
   return "spinner";
 }
 
@@ -43,10 +98,24 @@ export interface ProgressRenderer {
   stop(): void;
 }
 
-/** Renders progress as a spinner on a terminal, or as plain lines for logs. */
+function writeLine(line: string): void {
+  process.stderr.write(`${line}\n`);
+}
+
+/** Renders progress as a spinner on a terminal, as lines for logs, or as JSON lines. */
 export async function createProgressRenderer(mode: ProgressMode): Promise<ProgressRenderer> {
+  if (mode === "json") {
+    return {
+      onEvent: (event) => writeLine(JSON.stringify(toJsonEvent(event))),
+      stop: () => {},
+    };
+  }
+  if (mode === "quiet") return { onEvent: () => {}, stop: () => {} };
+  return createTextRenderer(mode);
+}
+
+async function createTextRenderer(mode: "spinner" | "steps" | "plain"): Promise<ProgressRenderer> {
   const style = stderrStyle();
-  const write = (line: string) => process.stderr.write(`${line}\n`);
   let spinner: Ora | undefined;
   if (mode === "spinner") {
     const { default: ora } = await import("ora");
@@ -65,18 +134,18 @@ export async function createProgressRenderer(mode: ProgressMode): Promise<Progre
     if (spinner) {
       if (!spinner.isSpinning) spinner.start(line);
       else spinner.text = line;
-    } else if (mode !== "quiet") write(line);
+    } else writeLine(line);
   };
-  // A plain log shows nothing new while one step runs for minutes, so repeat it now and then.
+  // A log shows nothing new while one step runs for minutes, so repeat it now and then.
   const heartbeat =
-    mode === "plain"
+    mode === "steps"
       ? setInterval(() => {
           const seconds = Math.round((Date.now() - lastLineAt) / 1000);
           if (lastLine && seconds >= heartbeatSeconds)
-            write(`${lastLine} (still running, ${seconds} s)`);
+            writeLine(`${lastLine} (still running, ${seconds} s)`);
         }, heartbeatSeconds * 1000).unref()
       : undefined;
-  let lastPushStatus = "";
+  let lastTransferStatus = "";
   return {
     onEvent(event) {
       switch (event.type) {
@@ -87,16 +156,17 @@ export async function createProgressRenderer(mode: ProgressMode): Promise<Progre
         case "build":
           if (event.event.type === "step")
             return say(`${style.bold(event.image)}: ${formatStep(event.event)}`);
-          if (event.event.type === "output" && mode === "verbose") {
-            return write(event.event.text.replace(/\n$/, ""));
+          if (event.event.type === "output" && mode === "plain") {
+            return writeLine(event.event.text.replace(/\n$/, ""));
           }
-          if (event.event.type === "status" && mode === "verbose") return write(event.event.text);
+          if (event.event.type === "status" && mode === "plain") return writeLine(event.event.text);
           return;
-        case "push": {
-          // Layer progress arrives many times a second; plain logs get each distinct status once.
+        case "push":
+        case "pull": {
+          // Layer progress arrives many times a second; a log gets each distinct status once.
           const text = `${event.event.id ? `${event.event.id}: ` : ""}${event.event.text}`;
-          if (mode === "verbose" && text !== lastPushStatus) write(text);
-          lastPushStatus = text;
+          if (mode === "plain" && text !== lastTransferStatus) writeLine(text);
+          lastTransferStatus = text;
           return;
         }
         case "done":
@@ -105,7 +175,7 @@ export async function createProgressRenderer(mode: ProgressMode): Promise<Progre
               symbol: style.green("✔"),
               text: `${style.bold(event.image)}: ${event.reference}`,
             });
-          } else if (mode !== "quiet") write(`${style.bold(event.image)}: done ${event.reference}`);
+          } else writeLine(`${style.bold(event.image)}: done ${event.reference}`);
           return;
       }
     },

@@ -5,6 +5,8 @@ import { stderrStyle } from "./style.js";
 export interface ReportOptions {
   json: boolean;
   debug: boolean;
+  /** The stderr format; `json` writes one line of type `error` instead of text, for `--progress json`. */
+  stderrFormat?: "text" | "json";
 }
 
 /** The parts of an error that the CLI prints. */
@@ -56,23 +58,30 @@ function textLines(report: ErrorReport, debug: boolean): string[] {
   return lines;
 }
 
+function jsonBody(report: ErrorReport) {
+  return {
+    message: report.message,
+    exitCode: report.exitCode,
+    ...(report.hint ? { hint: report.hint } : {}),
+    ...(report.problems.length > 0 ? { problems: report.problems } : {}),
+    ...(report.step ? { step: report.step } : {}),
+  };
+}
+
 /**
- * Prints an error once: as text on stderr, and with --json also as one JSON document on
- * stdout. Returns the exit code for it.
+ * Prints an error once: on stderr as text (or as a JSON line of type `error`), and with --json
+ * also as one JSON document on stdout. Returns the exit code for it.
  */
 export function reportError(error: unknown, options: ReportOptions): ExitCodeValue {
   const report = toReport(error);
-  process.stderr.write(`${textLines(report, options.debug).join("\n")}\n`);
-
-  if (options.json) {
-    const body = {
-      message: report.message,
-      exitCode: report.exitCode,
-      ...(report.hint ? { hint: report.hint } : {}),
-      ...(report.problems.length > 0 ? { problems: report.problems } : {}),
-      ...(report.step ? { step: report.step } : {}),
-    };
-    process.stdout.write(`${JSON.stringify({ error: body })}\n`);
+  if (options.stderrFormat === "json") {
+    const stack = options.debug && report.stack ? { stack: report.stack } : {};
+    const line = { time: new Date().toISOString(), type: "error", ...jsonBody(report), ...stack };
+    process.stderr.write(`${JSON.stringify(line)}\n`);
+  } else {
+    process.stderr.write(`${textLines(report, options.debug).join("\n")}\n`);
   }
+
+  if (options.json) process.stdout.write(`${JSON.stringify({ error: jsonBody(report) })}\n`);
   return report.exitCode;
 }

@@ -28,6 +28,8 @@ export interface RegistryClientOptions {
   env?: NodeJS.ProcessEnv;
   /** Entries per page (`n`) for tag and catalog lists. @default the registry's own page size */
   pageSize?: number;
+  /** Time limit of each request other than a blob transfer, in milliseconds. @default 60000 */
+  requestTimeoutMs?: number;
 }
 
 /** A manifest's digest and media type, from a HEAD request. */
@@ -69,7 +71,7 @@ interface SendOptions {
   timeout?: boolean;
 }
 
-const requestTimeoutMs = 60_000;
+const defaultRequestTimeoutMs = 60_000;
 const maxPages = 10_000;
 
 export const pullScope = (repository: string) => `repository:${repository}:pull`;
@@ -86,6 +88,7 @@ export class RegistryClient {
   readonly baseUrl: URL;
   private readonly env: NodeJS.ProcessEnv;
   private readonly pageSize: number | undefined;
+  private readonly requestTimeoutMs: number;
   private scheme: AuthScheme = { kind: "none" };
   private credentials: Promise<RegistryAuth | undefined> | undefined;
 
@@ -94,6 +97,16 @@ export class RegistryClient {
     this.env = options.env ?? process.env;
     this.baseUrl = registryBaseUrl(host, this.env);
     this.pageSize = options.pageSize;
+    this.requestTimeoutMs = options.requestTimeoutMs ?? defaultRequestTimeoutMs;
+  }
+
+  /**
+   * Sends `GET /v2/`, with the credentials from the Docker config when the registry responds
+   * 401. Throws an OperationError when the registry rejects them or returns anything but 200.
+   */
+  async checkLogin(): Promise<void> {
+    const response = await this.send({ method: "GET", url: "/v2/", scopes: [], expected: [200] });
+    await response.body?.cancel();
   }
 
   /**
@@ -350,7 +363,9 @@ export class RegistryClient {
         headers,
         ...(options.body === undefined ? {} : { body: options.body }),
         ...(streamed ? { duplex: "half" } : {}),
-        ...(options.timeout === false ? {} : { signal: AbortSignal.timeout(requestTimeoutMs) }),
+        ...(options.timeout === false
+          ? {}
+          : { signal: AbortSignal.timeout(this.requestTimeoutMs) }),
       });
       if (response.status === 401 && sameOrigin && attempt === 1 && !streamed) {
         await this.applyChallenge(label, response, options.scopes);

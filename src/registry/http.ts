@@ -26,7 +26,7 @@ function isInsecure(host: string, env: NodeJS.ProcessEnv): boolean {
 }
 
 /** Returns the host name without port or IPv6 brackets. */
-function hostnameOf(host: string): string {
+export function hostnameOf(host: string): string {
   const bracketed = /^\[([^\]]+)\](?::\d+)?$/.exec(host);
   if (bracketed) return (bracketed[1] ?? "").toLowerCase();
   return host.replace(/:\d+$/, "").toLowerCase();

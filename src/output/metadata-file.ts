@@ -1,0 +1,105 @@
+import { randomBytes } from "node:crypto";
+import fs from "node:fs/promises";
+import path from "node:path";
+import type { BuildResult, BuiltImage } from "../commands/build.js";
+import { OperationError, UsageError } from "../errors.js";
+
+/**
+ * One image in the metadata file: its `build --json` object, plus the keys that
+ * `docker buildx build --metadata-file` writes, so that scripts written for buildx can read it.
+ */
+export type MetadataEntry = BuiltImage & {
+  /** The image ID, which is the digest of the image's config. */
+  "containerimage.config.digest": string;
+  /** The registry's manifest digest; absent without a registry, where no manifest was pushed. */
+  "containerimage.digest"?: string;
+};
+
+function invalidPath(file: string, problem: string, hint: string): UsageError {
+  return new UsageError(`invalid --metadata-file ${JSON.stringify(file)}: ${problem}`, { hint });
+}
+
+/**
+ * Checks, before anything is built, that the metadata file can be written: its directory exists
+ * and is writable, and the path is a regular file or nothing yet. Returns the path to write,
+ * absolute and with symbolic links resolved, so that the rename replaces the link's target.
+ */
+export async function checkMetadataPath(file: string, cwd = process.cwd()): Promise<string> {
+  if (file === "") {
+    throw invalidPath(file, "the path is empty", "give a file path such as build-metadata.json");
+  }
+
+  const absolute = path.resolve(cwd, file);
+  const existing = await fs.stat(absolute).catch(() => undefined);
+  if (existing?.isDirectory()) {
+    const hint = `name a file inside it: ${path.join(file, "metadata.json")}`;
+    throw invalidPath(file, "it is a directory", hint);
+  }
+  if (existing && !existing.isFile()) {
+    const hint = "name a regular file or a new path";
+    throw invalidPath(file, "it exists and is not a regular file", hint);
+  }
+
+  const target = existing ? await fs.realpath(absolute) : absolute;
+  await checkDirectory(file, path.dirname(target));
+  return target;
+}
+
+async function checkDirectory(file: string, dir: string): Promise<void> {
+  const stats = await fs.stat(dir).catch(() => undefined);
+  if (!stats) {
+    throw invalidPath(file, `directory ${dir} does not exist`, `create it first: mkdir -p ${dir}`);
+  }
+  if (!stats.isDirectory()) {
+    throw invalidPath(file, `${dir} is not a directory`, "name a path inside a directory");
+  }
+  try {
+    await fs.access(dir, fs.constants.W_OK);
+  } catch {
+    const hint = "choose a directory you can write to";
+    throw invalidPath(file, `directory ${dir} is not writable`, hint);
+  }
+}
+
+/** Returns the metadata file's content: an object keyed by definition key. */
+export function metadataOf(result: BuildResult): Record<string, MetadataEntry> {
+  const entries: Record<string, MetadataEntry> = {};
+  for (const image of result.images) {
+    entries[image.image] = {
+      ...image,
+      "containerimage.config.digest": image.imageId,
+      ...(image.repository === undefined ? {} : { "containerimage.digest": image.digest }),
+    };
+  }
+  return entries;
+}
+
+/**
+ * Writes the metadata of a successful build to `file` atomically: to a temporary file in the
+ * same directory, flushed to disk, then renamed over `file`. A reader sees the old file or the
+ * whole new one, and a failure leaves the old file as it was.
+ */
+export async function writeMetadataFile(file: string, result: BuildResult): Promise<void> {
+  const dir = path.dirname(file);
+  const temporary = path.join(dir, `.${path.basename(file)}.${randomBytes(6).toString("hex")}.tmp`);
+  try {
+    const handle = await fs.open(temporary, "wx");
+    try {
+      await handle.writeFile(`${JSON.stringify(metadataOf(result), null, 2)}\n`);
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+    await fs.rename(temporary, file);
+  } catch (error) {
+    await fs.rm(temporary, { force: true });
+    const published = result.images.some((image) => image.published.length > 0);
+    throw new OperationError(
+      `the build succeeded${published ? " and its names were published" : ""}, but writing the metadata file ${file} failed: ${(error as Error).message}`,
+      {
+        hint: "fix the file's directory, then run the build again; it reuses the images just built",
+        cause: error,
+      },
+    );
+  }
+}
