@@ -75,7 +75,7 @@ export class FileDigestCache {
   }
 
   /** Returns the entry's content digest, reading the file only when its stat key changed. */
-  readonly digest: FileDigester = async (entry) => {
+  readonly digest: FileDigester = (entry) => {
     const cached = this.previous.get(entry.sourcePath);
     if (cached !== undefined && sameStat(cached, entry)) {
       this.counts.reused += 1;
@@ -83,7 +83,7 @@ export class FileDigestCache {
       return cached.digest;
     }
     this.counts.read += 1;
-    const digest = await digestFileContent(entry);
+    const digest = digestFileContent(entry);
     if (entry.mtimeMs < this.startedAt - racyWindowMs) {
       const { size, mtimeMs, ctimeMs, ino, dev } = entry;
       this.remember(entry.sourcePath, { size, mtimeMs, ctimeMs, ino, dev, digest });

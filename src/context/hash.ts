@@ -6,7 +6,7 @@ import { readEntryContent } from "./read-entry.js";
 const FORMAT = "modal-image build context v2";
 
 /** Returns the `sha256:<hex>` digest of a file entry's content. */
-export type FileDigester = (entry: ContextEntry) => Promise<string>;
+export type FileDigester = (entry: ContextEntry) => string | Promise<string>;
 
 /**
  * Hashes the context as `sha256:<hex>` over, for each entry in order: archive path, type,
@@ -38,10 +38,10 @@ export async function hashContext(
 }
 
 /** Reads a file entry and returns the `sha256:<hex>` digest of its content. */
-export async function digestFileContent(entry: ContextEntry): Promise<string> {
+export function digestFileContent(entry: ContextEntry): string {
   const hash = createHash("sha256");
   // readEntryContent yields exactly `entry.size` bytes or throws.
-  for await (const chunk of readEntryContent(entry)) hash.update(chunk);
+  for (const chunk of readEntryContent(entry)) hash.update(chunk);
   return `sha256:${hash.digest("hex")}`;
 }
 

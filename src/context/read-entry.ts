@@ -1,5 +1,4 @@
-import { constants } from "node:fs";
-import { open } from "node:fs/promises";
+import { closeSync, constants, fstatSync, openSync, readSync } from "node:fs";
 import { OperationError } from "../errors.js";
 import type { ContextEntry } from "./collect.js";
 import { describeError, hasCode } from "./entry.js";
@@ -10,30 +9,32 @@ import { describeError, hasCode } from "./entry.js";
  * became something else or changed size since it was collected, so that no caller writes a
  * short or long body under a header that promised `entry.size` bytes.
  */
-export async function* readEntryContent(
+export function* readEntryContent(
   entry: ContextEntry,
   highWaterMark = 64 * 1024,
-): AsyncGenerator<Buffer> {
+): Generator<Buffer> {
+  // Synchronous calls: with four awaited thread-pool round trips per file (open, stat, read,
+  // close), packing 20,000 small files spent most of its time waiting, not reading.
   // O_NOFOLLOW: a file replaced by a symlink since collection must not lead outside the source.
-  const handle = await open(entry.sourcePath, constants.O_RDONLY | constants.O_NOFOLLOW).catch(
-    (error: unknown) => {
-      throw changedFile(entry, describeOpenError(error));
-    },
-  );
+  let fd: number;
+  try {
+    fd = openSync(entry.sourcePath, constants.O_RDONLY | constants.O_NOFOLLOW);
+  } catch (error) {
+    throw changedFile(entry, describeOpenError(error));
+  }
 
   try {
-    const stats = await handle.stat();
+    const stats = fstatSync(fd);
     if (!stats.isFile()) throw changedFile(entry, "it is no longer a regular file");
     if (stats.size !== entry.size) {
       throw changedFile(entry, `its size changed from ${entry.size} to ${stats.size} bytes`);
     }
 
-    // Plain reads instead of a read stream per file, which for small files cost more in
-    // objects than the bytes they carry. Reading past the expected end detects growth.
+    // Reading past the expected end detects a file that grows while it is read.
     let total = 0;
     for (;;) {
       const chunk = Buffer.allocUnsafe(Math.min(highWaterMark, entry.size - total + 1));
-      const { bytesRead } = await handle.read(chunk, 0, chunk.byteLength, total);
+      const bytesRead = readSync(fd, chunk, 0, chunk.byteLength, total);
       if (bytesRead === 0) break;
       total += bytesRead;
       if (total > entry.size) throw changedFile(entry, "it grew while it was read");
@@ -41,7 +42,7 @@ export async function* readEntryContent(
     }
     if (total < entry.size) throw changedFile(entry, "it shrank while it was read");
   } finally {
-    await handle.close();
+    closeSync(fd);
   }
 }
 

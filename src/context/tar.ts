@@ -77,7 +77,7 @@ async function writeGenerated(archive: Pack, file: GeneratedFile): Promise<void>
 async function writeFile(archive: Pack, entry: ContextEntry): Promise<void> {
   const { sink, done } = startEntry(archive, entryHeader(entry));
   // On an error the caller destroys the archive, which also ends this entry.
-  for await (const chunk of readEntryContent(entry)) {
+  for (const chunk of readEntryContent(entry)) {
     if (!sink.write(chunk)) await drained(sink);
   }
   // streamx types `end` with a required argument. Without data it only ends the stream.
