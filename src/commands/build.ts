@@ -1,6 +1,7 @@
 import { definitionLabel, definitionTag, findCachedImage } from "../build/find-cached.js";
 import { prepareImage, type PreparedImage } from "../build/prepare.js";
 import type { RegistryAuth } from "../docker/client.js";
+import { checkDockerHost } from "../docker/host.js";
 import { dockerfilePath } from "../dockerfile/generate.js";
 import { InterruptedError, UsageError } from "../errors.js";
 import { loadConfig, type LoadedConfig } from "../config/load.js";
@@ -117,6 +118,7 @@ function plan(
  * contacted; a failed build or push changes no name.
  */
 export async function build(options: BuildOptions = {}): Promise<BuildResult> {
+  checkDockerHost();
   const publishRefs = (options.publish ?? []).map(parseNameRef);
   const expect = parseExpected(options.expect);
   // One expected value cannot describe several tags, and a second failure would leave the first moved.

@@ -10,6 +10,7 @@ import {
 } from "../errors.js";
 import { parseImageReference } from "../names.js";
 import type { RegistryAuth } from "./auth.js";
+import { checkDockerHost } from "./host.js";
 import {
   BuildProgress,
   auxString,
@@ -50,6 +51,7 @@ let sharedDocker: Docker | undefined;
 
 /** Creates a client for the daemon at DOCKER_HOST, or at the default local socket. */
 export function connectDocker(): Docker {
+  checkDockerHost();
   try {
     return new Docker();
   } catch (error) {
