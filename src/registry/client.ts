@@ -1,4 +1,4 @@
-import { resolveRegistryAuth, type RegistryAuth } from "../docker/auth.js";
+import { dockerConfigPath, resolveRegistryAuth, type RegistryAuth } from "../docker/auth.js";
 import { OperationError } from "../errors.js";
 import { isDigest } from "../names.js";
 import {
@@ -94,6 +94,15 @@ export class RegistryClient {
     this.env = options.env ?? process.env;
     this.baseUrl = registryBaseUrl(host, this.env);
     this.pageSize = options.pageSize;
+  }
+
+  /**
+   * Sends `GET /v2/`, the distribution API's version check, with auth. Throws an OperationError
+   * when the registry is unreachable, fails or rejects the credentials.
+   */
+  async checkApi(): Promise<void> {
+    const response = await this.send({ method: "GET", url: "/v2/", scopes: [], expected: [200] });
+    await response.body?.cancel();
   }
 
   /**
@@ -357,6 +366,11 @@ export class RegistryClient {
         continue;
       }
       if (options.expected.includes(response.status)) return response;
+      if (response.status === 401 && attempt > 1 && (await this.loadCredentials())) {
+        const file = dockerConfigPath(this.env);
+        const hint = `the registry rejected the credentials that ${file} gives for ${this.host}; log in again with: docker login ${this.host}`;
+        throw await httpError(label, response, hint);
+      }
       throw await httpError(label, response);
     }
   }

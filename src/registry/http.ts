@@ -67,13 +67,20 @@ export function describeRequest(label: RequestLabel): string {
   return `registry ${label.host}: ${label.method} ${label.url.pathname}`;
 }
 
-/** Turns an unexpected response into an OperationError with the registry's error codes. */
-export async function httpError(label: RequestLabel, response: Response): Promise<OperationError> {
+/**
+ * Turns an unexpected response into an OperationError with the registry's error codes, and a
+ * hint for its status unless the caller gives one.
+ */
+export async function httpError(
+  label: RequestLabel,
+  response: Response,
+  hint = hintFor(label.host, response.status),
+): Promise<OperationError> {
   const errors = label.method === "HEAD" ? [] : await readRegistryErrors(response);
   await response.body?.cancel().catch(() => undefined);
   const detail = errors.length > 0 ? `: ${errors.join("; ")}` : "";
   const message = `${describeRequest(label)} failed with HTTP ${response.status}${detail}`;
-  return new OperationError(message, { hint: hintFor(label.host, response.status) });
+  return new OperationError(message, { hint });
 }
 
 function hintFor(host: string, status: number): string | undefined {
@@ -85,3 +92,4 @@ function hintFor(host: string, status: number): string | undefined {
   if (status >= 500) return "the registry failed; check its logs, then retry";
   return undefined;
 }
+
