@@ -214,8 +214,41 @@ export async function buildImage(options: BuildImageOptions): Promise<{ imageId:
   } catch (error) {
     // Nothing reads the context any more, so a producer waiting on it must not hang.
     destroyStream(context);
+    if (signal?.aborted) await removeBuildContainer(docker, progress.runningContainer);
     throw toDockerError(error, "build", signal);
   }
+}
+
+/**
+ * Removes the container of an interrupted RUN step, or waits until the daemon has. The daemon
+ * removes it by itself once the build's connection closes, but Engine 20.10 was still doing so
+ * when this process would have exited. Throws an InterruptedError naming the container when
+ * the removal fails.
+ */
+async function removeBuildContainer(docker: Docker, id: string | undefined): Promise<void> {
+  // NOTE: a signal that arrives before the builder's `Running in` line leaves any container of
+  // that step to the daemon's own cleanup.
+  if (id === undefined) return;
+  const container = docker.getContainer(id);
+  let failure: unknown;
+  try {
+    await container.remove({ force: true });
+    return;
+  } catch (error) {
+    failure = error;
+  }
+  // 409 means the daemon is removing the container already, and the wait ends once it is gone.
+  if (statusCodeOf(failure) === 409) {
+    failure = await container.wait({ condition: "removed" }).then(
+      () => undefined,
+      (error: unknown) => error,
+    );
+  }
+  if (failure === undefined || statusCodeOf(failure) === 404) return;
+  throw new InterruptedError(
+    `build interrupted; its container ${id} may still exist: ${daemonMessageOf(failure)}`,
+    { hint: `remove it with: docker rm -f ${id}`, cause: failure },
+  );
 }
 
 function buildQuery(options: BuildImageOptions): Docker.ImageBuildOptions {
