@@ -1,15 +1,11 @@
 import { dockerConfigPath, resolveRegistryAuth, type RegistryAuth } from "../docker/auth.js";
 import { OperationError } from "../errors.js";
 import { isDigest } from "../names.js";
+import { basicAuthorization, fetchToken, forgetToken, parseChallenges } from "./auth.js";
 import {
-  basicAuthorization,
   describeCause,
-  fetchToken,
-  forgetToken,
-  parseChallenges,
-} from "./auth.js";
-import {
   describeRequest,
+  fetchLogged,
   httpError,
   insecureRegistriesVariable,
   registryBaseUrl,
@@ -380,7 +376,7 @@ export class RegistryClient {
     init: RequestInit & { duplex?: string },
   ): Promise<Response> {
     try {
-      return await fetch(label.url, init);
+      return await fetchLogged(`registry ${this.host}`, label.url, init);
     } catch (error) {
       const hint =
         this.baseUrl.protocol === "https:"

@@ -1,4 +1,5 @@
 import { isIP } from "node:net";
+import { logRequest } from "../debug-log.js";
 import { OperationError } from "../errors.js";
 
 /** Comma-separated `host[:port]` list of registries reached over plain HTTP. */
@@ -93,3 +94,29 @@ function hintFor(host: string, status: number): string | undefined {
   return undefined;
 }
 
+/** Describes a fetch failure by its cause's code, such as ECONNREFUSED. */
+export function describeCause(error: unknown): string {
+  const cause = error instanceof Error && error.cause instanceof Error ? error.cause : error;
+  if (cause instanceof Error) {
+    const code = (cause as NodeJS.ErrnoException).code;
+    return code ? `${code} (${cause.message})` : cause.message;
+  }
+  return String(cause);
+}
+
+/**
+ * Sends a request with fetch. With --debug it logs the method, path (without the query, which
+ * may carry upload state), status or failure and duration, under `subject`.
+ */
+export async function fetchLogged(subject: string, url: URL, init: RequestInit): Promise<Response> {
+  const method = init.method ?? "GET";
+  const startedAt = performance.now();
+  try {
+    const response = await fetch(url, init);
+    logRequest(subject, method, url.pathname, response.status, startedAt);
+    return response;
+  } catch (error) {
+    logRequest(subject, method, url.pathname, `failed: ${describeCause(error)}`, startedAt);
+    throw error;
+  }
+}
