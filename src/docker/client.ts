@@ -126,7 +126,11 @@ function toDockerError(error: unknown, action: string, signal?: AbortSignal): Mo
   if (error instanceof ModalImageError) return error;
   const connectionError = toDaemonConnectionError(error);
   if (connectionError) return connectionError;
-  return new OperationError(`${action} failed: ${daemonMessageOf(error)}`, { cause: error });
+  const hint =
+    error instanceof Error && isConnectionLoss(error)
+      ? "the daemon may have stopped or restarted; check it with `docker info`, then retry"
+      : undefined;
+  return new OperationError(`${action} failed: ${daemonMessageOf(error)}`, { hint, cause: error });
 }
 
 function isErrnoException(

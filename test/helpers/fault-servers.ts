@@ -143,8 +143,8 @@ export async function startRegistryProxy(
 const requestLinePattern = /(?:^|\r\n)(GET|POST|PUT|DELETE|HEAD) (\S+) HTTP\/1\.1\r\n/g;
 
 export interface DyingDaemon extends FaultServer {
-  /** Resolves when the proxy has cut a build's connection. */
-  cut: Promise<void>;
+  /** `METHOD PATH` of each build request whose connection the proxy cut. */
+  cutRequests: string[];
 }
 
 /** Returns the socket path of the real daemon, from DOCKER_HOST when it names a unix socket. */
@@ -163,28 +163,27 @@ export async function startDyingDaemon(): Promise<DyingDaemon> {
   const dir = await fs.mkdtemp(path.join(os.tmpdir(), "modal-image-daemon-"));
   const socketPath = path.join(dir, "docker.sock");
   const requests: string[] = [];
-  let markCut: () => void = () => {};
-  const cut = new Promise<void>((resolve) => (markCut = resolve));
+  const cutRequests: string[] = [];
 
   const server = net.createServer((client) => {
     const upstream = net.connect(realDaemonSocket());
-    let building = false;
+    let building: string | undefined;
     client.on("data", (chunk: Buffer) => {
       // NOTE: the bytes of a build context could contain a request line by chance, which at
       // worst cuts a connection that was not building.
       const text = chunk.toString("latin1");
       for (const [, method, target] of text.matchAll(requestLinePattern)) {
         requests.push(`${method} ${target}`);
-        if (method === "POST" && /\/build\?/.test(target ?? "")) building = true;
+        if (method === "POST" && /\/build\?/.test(target ?? "")) building = `${method} ${target}`;
       }
       upstream.write(chunk);
     });
     upstream.on("data", (chunk: Buffer) => {
       client.write(chunk);
-      if (building && chunk.includes('"stream"')) {
+      if (building !== undefined && chunk.includes('"stream"')) {
         client.destroy();
         upstream.destroy();
-        markCut();
+        cutRequests.push(building);
       }
     });
     client.on("close", () => upstream.destroy());
@@ -197,7 +196,7 @@ export async function startDyingDaemon(): Promise<DyingDaemon> {
   return {
     address: `unix://${socketPath}`,
     requests,
-    cut,
+    cutRequests,
     async close() {
       await closeServer(server, sockets);
       await fs.rm(dir, { recursive: true, force: true });
