@@ -150,7 +150,10 @@ export async function build(options: BuildOptions = {}): Promise<BuildResult> {
   const { RegistryClient } = await import("../registry/client.js");
   const auth = registry ? await resolveRegistryAuth(registry.host, options.env) : undefined;
   const client = registry
-    ? new RegistryClient(registry.host, { env: options.env ?? process.env })
+    ? new RegistryClient(registry.host, {
+        env: options.env ?? process.env,
+        ...(options.signal ? { signal: options.signal } : {}),
+      })
     : undefined;
   // A registry that is down, fails or rejects the credentials is reported before anything is
   // built. Otherwise the daemon finds out at push time, and Engine 20.10 retries a failing

@@ -1,5 +1,5 @@
 import { dockerConfigPath, resolveRegistryAuth, type RegistryAuth } from "../docker/auth.js";
-import { OperationError } from "../errors.js";
+import { InterruptedError, OperationError } from "../errors.js";
 import { isDigest } from "../names.js";
 import { basicAuthorization, fetchToken, forgetToken, parseChallenges } from "./auth.js";
 import {
@@ -24,6 +24,8 @@ export interface RegistryClientOptions {
   env?: NodeJS.ProcessEnv;
   /** Entries per page (`n`) for tag and catalog lists. @default the registry's own page size */
   pageSize?: number;
+  /** Aborts every request in flight, which then throws an InterruptedError. */
+  signal?: AbortSignal;
 }
 
 /** A manifest's digest and media type, from a HEAD request. */
@@ -82,6 +84,7 @@ export class RegistryClient {
   readonly baseUrl: URL;
   private readonly env: NodeJS.ProcessEnv;
   private readonly pageSize: number | undefined;
+  private readonly signal: AbortSignal | undefined;
   private scheme: AuthScheme = { kind: "none" };
   private credentials: Promise<RegistryAuth | undefined> | undefined;
 
@@ -90,6 +93,7 @@ export class RegistryClient {
     this.env = options.env ?? process.env;
     this.baseUrl = registryBaseUrl(host, this.env);
     this.pageSize = options.pageSize;
+    this.signal = options.signal;
   }
 
   /**
@@ -355,7 +359,7 @@ export class RegistryClient {
         headers,
         ...(options.body === undefined ? {} : { body: options.body }),
         ...(streamed ? { duplex: "half" } : {}),
-        ...(options.timeout === false ? {} : { signal: AbortSignal.timeout(requestTimeoutMs) }),
+        ...this.abortSignal(options.timeout !== false),
       });
       if (response.status === 401 && sameOrigin && attempt === 1 && !streamed) {
         await this.applyChallenge(label, response, options.scopes);
@@ -371,6 +375,20 @@ export class RegistryClient {
     }
   }
 
+  /**
+   * Returns the `signal` option for fetch: the caller's signal, the timeout, both or neither.
+   * NOTE: fetch applies the signal to the response body too, so an abort while a caller reads
+   * a body throws fetch's AbortError (exit 1) instead of an InterruptedError.
+   */
+  private abortSignal(timeout: boolean): { signal?: AbortSignal } {
+    const signals = [
+      ...(this.signal ? [this.signal] : []),
+      ...(timeout ? [AbortSignal.timeout(requestTimeoutMs)] : []),
+    ];
+    if (signals.length === 0) return {};
+    return { signal: signals.length === 1 ? signals[0] : AbortSignal.any(signals) };
+  }
+
   private async fetch(
     label: RequestLabel,
     init: RequestInit & { duplex?: string },
@@ -378,6 +396,9 @@ export class RegistryClient {
     try {
       return await fetchLogged(`registry ${this.host}`, label.url, init);
     } catch (error) {
+      if (this.signal?.aborted) {
+        throw new InterruptedError(`${describeRequest(label)} interrupted`, { cause: error });
+      }
       const hint =
         this.baseUrl.protocol === "https:"
           ? `check that the registry is running and reachable; for a registry without TLS, list ${this.host} in ${insecureRegistriesVariable}`

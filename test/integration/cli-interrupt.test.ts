@@ -143,10 +143,10 @@ describe.skipIf(skipIntegration)("build interrupted", () => {
   }
 });
 
-describe.skipIf(skipIntegration)("push interrupted", () => {
+describe.skipIf(skipIntegration)("registry work interrupted", () => {
   let project: TestProject;
   let proxy: RegistryProxy | undefined;
-  const name = uniqueName("interrupt-push");
+  const name = uniqueName("interrupt-registry");
   const pushedRepositories: string[] = [];
 
   beforeAll(async () => {
@@ -193,6 +193,39 @@ describe.skipIf(skipIntegration)("push interrupted", () => {
       expect((await project.cli(["resolve", name])).exitCode).toBe(3);
       // The proxy forwards to the open registry, so a tag would have landed there.
       expect(await listTags(openRegistry, name)).toEqual([]);
+    });
+  }
+
+  for (const args of [
+    ["resolve", name, "--index", "registry"],
+    ["tags", name, "--index", "registry"],
+    ["build", "--publish", name],
+  ]) {
+    it(`stops ${args[0]} waiting on the registry`, async () => {
+      // The version check, manifests and tag lists wait forever, as on a hung registry.
+      proxy = await startRegistryProxy(
+        (_method, url) => url === "/v2/" || /\/(manifests|tags)\//.test(url),
+        { kind: "stall" },
+      );
+      await project.write(
+        "image.config.ts",
+        configText(
+          `{ ${JSON.stringify(name)}: Image.fromRegistry("busybox:latest") }`,
+          proxy.address,
+        ),
+      );
+      const tmpdir = await fs.mkdtemp(path.join(project.dir, "tmp-"));
+      const child = startCli(project, args, tmpdir);
+      await whileRunning(child, proxy.faulted);
+
+      const result = await interrupt(child, "SIGINT");
+      expect(result.exitCode).toBe(130);
+      expect(result.stdout).toBe("");
+      expect(result.stderr).toContain(`registry ${proxy.address}`);
+      expect(result.stderr).toContain("interrupted");
+      expect(result.stderr).not.toContain("    at ");
+      expect(await temporaryFiles(tmpdir)).toEqual([]);
+      expect((await project.cli(["resolve", name])).exitCode).toBe(3);
     });
   }
 });
