@@ -184,7 +184,11 @@ describe.skipIf(skipIntegration)("registry faults", () => {
 
   afterAll(async () => {
     for (const server of servers) await server.close();
-    await removeImages(`${openRegistry}/${name}`, name);
+    // A build that failed only at the push would leave an image tagged for the broken registry.
+    const faultRepositories = [...faults.values()].map(
+      async (fault) => `${(await fault).registry}/${name}`,
+    );
+    await removeImages(`${openRegistry}/${name}`, name, ...(await Promise.all(faultRepositories)));
     await project.cleanup();
   });
 
