@@ -42,7 +42,7 @@ function addCommonOptions(command: Command): Command {
       "-c, --config <path>",
       "config file to use instead of searching from the working directory",
     )
-    .option("--debug", "print stack traces of unexpected errors")
+    .option("--debug", "print stack traces, and log each daemon and registry request on stderr")
     .option(
       "--index <local|registry>",
       "where names live; overrides MODAL_IMAGE_INDEX and the config (default: local)",
@@ -61,6 +61,7 @@ function action<Args extends unknown[]>(
     const command = args.at(-1) as Command;
     const options = command.opts<GlobalOptions>();
     const positional = args.slice(0, -2) as Args;
+    if (options.debug) (await import("./debug-log.js")).enableDebugLog();
     try {
       const code = await handler(options, ...positional);
       process.exitCode = code ?? ExitCode.ok;
@@ -379,7 +380,7 @@ program
   .description("write a starter image.config.ts in the working directory")
   .option("--force", "replace an existing image.config.ts")
   .option("--json", "print one JSON document on stdout instead of text")
-  .option("--debug", "print stack traces of unexpected errors")
+  .option("--debug", "print stack traces, and log each daemon and registry request on stderr")
   .action(
     action(async (options: GlobalOptions & { force?: boolean }) => {
       const { init } = await import("./commands/init.js");

@@ -109,6 +109,7 @@ export async function runFastPath(args: readonly string[]): Promise<boolean> {
   if (!parsed) return false;
 
   const signal = installProcessHandlers();
+  if (parsed.debug) (await import("./debug-log.js")).enableDebugLog();
   try {
     await runCommand(parsed, signal);
     process.exitCode = ExitCode.ok;

@@ -1,6 +1,7 @@
 import { definitionLabel, definitionTag, findCachedImage } from "../build/find-cached.js";
 import { prepareImage, type PreparedImage } from "../build/prepare.js";
 import type { RegistryAuth } from "../docker/client.js";
+import { checkDockerHost } from "../docker/host.js";
 import { dockerfilePath } from "../dockerfile/generate.js";
 import { InterruptedError, UsageError } from "../errors.js";
 import { loadConfig, type LoadedConfig } from "../config/load.js";
@@ -123,6 +124,7 @@ function plan(
  * contacted; a failed build or push changes no name.
  */
 export async function build(options: BuildOptions = {}): Promise<BuildResult> {
+  checkDockerHost();
   const publishRefs = (options.publish ?? []).map(parseNameRef);
   const expect = parseExpected(options.expect);
   // One expected value cannot describe several tags, and a second failure would leave the first moved.
@@ -156,7 +158,14 @@ export async function build(options: BuildOptions = {}): Promise<BuildResult> {
     const { resolveRegistryAuth } = await import("../docker/auth.js");
     const { RegistryClient } = await import("../registry/client.js");
     auth = await resolveRegistryAuth(registry.host, options.env);
-    client = new RegistryClient(registry.host, { env: options.env ?? process.env });
+    client = new RegistryClient(registry.host, {
+      env: options.env ?? process.env,
+      ...(options.signal ? { signal: options.signal } : {}),
+    });
+    // A registry that is down, fails or rejects the credentials is reported before anything is
+    // built. Otherwise the daemon finds out at push time, and Engine 20.10 retries a failing
+    // layer upload 5 times, which took about 50 s against a registry returning HTTP 500.
+    await client.checkApi();
   }
   // The first failure stops the builds still running, so that the error is reported at once.
   const stopOthers = new AbortController();

@@ -87,5 +87,5 @@ export async function openIndex(
   }
   const location = parseRegistry(registry.value, registry.source);
   const { RegistryIndex } = await import("../index-store/registry.js");
-  return new RegistryIndex(location, env);
+  return new RegistryIndex(location, env, options.signal ? { signal: options.signal } : {});
 }

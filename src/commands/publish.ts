@@ -1,3 +1,4 @@
+import { checkDockerHost } from "../docker/host.js";
 import { NotFoundError, UsageError } from "../errors.js";
 import { parseExpected, type TagRecord } from "../index-store/local.js";
 import { isDigest, parseImageReference, parseNameRef, parsePinnedReference } from "../names.js";
@@ -59,6 +60,8 @@ export async function publish(
   const targetRef = parseNameRef(target);
   const parsed = parseSource(source);
   const expect = parseExpected(options.expect);
+  // Only a source outside the index is checked through the daemon.
+  if (parsed.kind !== "name") checkDockerHost();
   const index = await openIndex(options);
   if (parsed.kind === "name") {
     const record = await index.resolve(parseNameRef(parsed.input));

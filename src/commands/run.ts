@@ -1,3 +1,4 @@
+import { checkDockerHost } from "../docker/host.js";
 import { NotFoundError } from "../errors.js";
 import { parseNameRef, parsePinnedReference, parseImageReference } from "../names.js";
 import { openIndex, type CommandOptions } from "./options.js";
@@ -22,6 +23,7 @@ export async function run(
   command: readonly string[],
   options: RunOptions = {},
 ): Promise<RunResult> {
+  checkDockerHost();
   const record = await (await openIndex(options)).resolve(parseNameRef(nameRef));
   const docker = await import("../docker/client.js");
   const reference = record.reference;

@@ -11,6 +11,7 @@ import {
 import { parseImageReference } from "../names.js";
 import type { RegistryAuth } from "./auth.js";
 import { isErrnoException, toDaemonConnectionError } from "./connection.js";
+import { checkDockerHost } from "./host.js";
 import {
   BuildProgress,
   auxString,
@@ -36,6 +37,7 @@ let sharedDocker: Docker | undefined;
 
 /** Creates a client for the daemon at DOCKER_HOST, or at the default local socket. */
 export function connectDocker(): Docker {
+  checkDockerHost();
   try {
     return new Docker();
   } catch (error) {
@@ -85,7 +87,11 @@ function toDockerError(error: unknown, action: string, signal?: AbortSignal): Mo
   if (error instanceof ModalImageError) return error;
   const connectionError = toDaemonConnectionError(error);
   if (connectionError) return connectionError;
-  return new OperationError(`${action} failed: ${daemonMessageOf(error)}`, { cause: error });
+  const hint =
+    error instanceof Error && isConnectionLoss(error)
+      ? "the daemon may have stopped or restarted; check it with `docker info`, then retry"
+      : undefined;
+  return new OperationError(`${action} failed: ${daemonMessageOf(error)}`, { hint, cause: error });
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -167,8 +173,41 @@ export async function buildImage(options: BuildImageOptions): Promise<{ imageId:
   } catch (error) {
     // Nothing reads the context any more, so a producer waiting on it must not hang.
     destroyStream(context);
+    if (signal?.aborted) await removeBuildContainer(docker, progress.runningContainer);
     throw toDockerError(error, "build", signal);
   }
+}
+
+/**
+ * Removes the container of an interrupted RUN step, or waits until the daemon has. The daemon
+ * removes it by itself once the build's connection closes, but Engine 20.10 was still doing so
+ * when this process would have exited. Throws an InterruptedError naming the container when
+ * the removal fails.
+ */
+async function removeBuildContainer(docker: Docker, id: string | undefined): Promise<void> {
+  // NOTE: a signal that arrives before the builder's `Running in` line leaves any container of
+  // that step to the daemon's own cleanup.
+  if (id === undefined) return;
+  const container = docker.getContainer(id);
+  let failure: unknown;
+  try {
+    await container.remove({ force: true });
+    return;
+  } catch (error) {
+    failure = error;
+  }
+  // 409 means the daemon is removing the container already, and the wait ends once it is gone.
+  if (statusCodeOf(failure) === 409) {
+    failure = await container.wait({ condition: "removed" }).then(
+      () => undefined,
+      (error: unknown) => error,
+    );
+  }
+  if (failure === undefined || statusCodeOf(failure) === 404) return;
+  throw new InterruptedError(
+    `build interrupted; its container ${id} may still exist: ${daemonMessageOf(failure)}`,
+    { hint: `remove it with: docker rm -f ${id}`, cause: failure },
+  );
 }
 
 function buildQuery(options: BuildImageOptions): Docker.ImageBuildOptions {

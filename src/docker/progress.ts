@@ -151,6 +151,8 @@ const stepLinePattern = /^Step (\d+)\/(\d+) : (.*)$/;
 const sgrSequencePattern = /\u001b\[[0-9;]*m/g;
 // Lines the builder itself prints around a step's own output, kept out of BuildError.stepOutput.
 const builderChatterPattern = /^ ---> |^Removing intermediate container /;
+// The builder's line naming the container it started for a RUN step.
+const runningInPattern = /^ ---> Running in ([0-9a-f]{12,64})$/;
 
 /**
  * Turns the classic builder's messages into BuildEvents and tracks the current step, its last
@@ -162,6 +164,7 @@ export class BuildProgress {
   private stepOutput: string[] = [];
   private partialLine = "";
   private imageId: string | undefined;
+  private container: string | undefined;
 
   constructor(private readonly onEvent: (event: BuildEvent) => void = () => {}) {}
 
@@ -180,6 +183,14 @@ export class BuildProgress {
 
     const status = toStatusEvent(message);
     if (status) this.onEvent(status);
+  }
+
+  /**
+   * The ID (or 12-digit prefix) of the container of the RUN step in progress, from the builder's
+   * `Running in` line, until the builder reports that it removed it.
+   */
+  get runningContainer(): string | undefined {
+    return this.container;
   }
 
   /** Flushes the last partial line and returns the image ID, which a successful build reports. */
@@ -219,6 +230,9 @@ export class BuildProgress {
     // A blank remainder here is the reset code after red stderr text, not output.
     if (line === "" && rawLine !== "") return;
     this.onEvent({ type: "output", text: line });
+    const running = runningInPattern.exec(line);
+    if (running) this.container = running[1];
+    else if (line.startsWith("Removing intermediate container ")) this.container = undefined;
     if (builderChatterPattern.test(line)) return;
     // Keep only what a terminal would show after carriage-return progress updates.
     this.stepOutput.push(line.slice(line.lastIndexOf("\r") + 1));

@@ -2,7 +2,8 @@ import { BlockList, isIP } from "node:net";
 import type { DaemonInfo } from "../docker/daemon-info.js";
 import { findRegistryAuth, dockerConfigPath, type CredentialSource } from "../docker/auth.js";
 import type { RegistryLocation } from "../names.js";
-import { describeCause, parseChallenges } from "../registry/auth.js";
+import { parseChallenges } from "../registry/auth.js";
+import { describeCause } from "../registry/http.js";
 import { hostnameOf, insecureRegistriesVariable, registryBaseUrl } from "../registry/http.js";
 import { checkTimeoutMs, failedCheck, type DoctorCheck } from "./check.js";
 
@@ -183,7 +184,7 @@ export async function checkCredentials(
   const { RegistryClient } = await import("../registry/client.js");
   const client = new RegistryClient(host, { env, requestTimeoutMs: checkTimeoutMs });
   try {
-    await client.checkLogin();
+    await client.checkApi();
   } catch (error) {
     const reason = error instanceof Error ? error.message : String(error);
     return {

@@ -45,6 +45,8 @@ import type {
 export interface RegistryIndexOptions {
   /** Entries per page when listing tags and the catalog. @default the registry's own page size */
   pageSize?: number;
+  /** Aborts the registry requests in flight, which then throw an InterruptedError. */
+  signal?: AbortSignal;
 }
 
 /** Requests sent at once when reading many manifests or blobs. */

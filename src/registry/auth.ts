@@ -1,6 +1,7 @@
 import { createHash } from "node:crypto";
 import { OperationError } from "../errors.js";
 import type { RegistryAuth } from "../docker/auth.js";
+import { describeCause, fetchLogged } from "./http.js";
 
 /** One challenge from a `WWW-Authenticate` header. */
 export interface Challenge {
@@ -156,7 +157,7 @@ async function sendTokenRequest(
     if (request.service) form.set("service", request.service);
     // The token spec joins several scopes with spaces in the form body.
     if (request.scopes.length > 0) form.set("scope", request.scopes.join(" "));
-    return fetch(realm, {
+    return fetchLogged(`token service ${realm.host}`, realm, {
       method: "POST",
       headers: { "content-type": "application/x-www-form-urlencoded" },
       body: form.toString(),
@@ -167,7 +168,7 @@ async function sendTokenRequest(
   if (request.service) url.searchParams.set("service", request.service);
   for (const scope of request.scopes) url.searchParams.append("scope", scope);
   const authorization = request.auth ? basicAuthorization(request.auth) : undefined;
-  return fetch(url, {
+  return fetchLogged(`token service ${url.host}`, url, {
     headers: authorization ? { authorization } : {},
     signal,
   });
@@ -179,14 +180,4 @@ function cacheKey(request: TokenRequest): string {
     .update(JSON.stringify([auth?.username, auth?.password, auth?.identitytoken]))
     .digest("hex");
   return JSON.stringify([request.realm, request.service, [...request.scopes].sort(), identity]);
-}
-
-/** Describes a fetch failure by its cause's code, such as ECONNREFUSED. */
-export function describeCause(error: unknown): string {
-  const cause = error instanceof Error && error.cause instanceof Error ? error.cause : error;
-  if (cause instanceof Error) {
-    const code = (cause as NodeJS.ErrnoException).code;
-    return code ? `${code} (${cause.message})` : cause.message;
-  }
-  return String(cause);
 }

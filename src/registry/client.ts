@@ -1,15 +1,11 @@
-import { resolveRegistryAuth, type RegistryAuth } from "../docker/auth.js";
-import { OperationError } from "../errors.js";
+import { dockerConfigPath, resolveRegistryAuth, type RegistryAuth } from "../docker/auth.js";
+import { InterruptedError, OperationError } from "../errors.js";
 import { isDigest } from "../names.js";
+import { basicAuthorization, fetchToken, forgetToken, parseChallenges } from "./auth.js";
 import {
-  basicAuthorization,
   describeCause,
-  fetchToken,
-  forgetToken,
-  parseChallenges,
-} from "./auth.js";
-import {
   describeRequest,
+  fetchLogged,
   httpError,
   insecureRegistriesVariable,
   registryBaseUrl,
@@ -30,6 +26,8 @@ export interface RegistryClientOptions {
   pageSize?: number;
   /** Time limit of each request other than a blob transfer, in milliseconds. @default 60000 */
   requestTimeoutMs?: number;
+  /** Aborts every request in flight, which then throws an InterruptedError. */
+  signal?: AbortSignal;
 }
 
 /** A manifest's digest and media type, from a HEAD request. */
@@ -89,6 +87,7 @@ export class RegistryClient {
   private readonly env: NodeJS.ProcessEnv;
   private readonly pageSize: number | undefined;
   private readonly requestTimeoutMs: number;
+  private readonly signal: AbortSignal | undefined;
   private scheme: AuthScheme = { kind: "none" };
   private credentials: Promise<RegistryAuth | undefined> | undefined;
 
@@ -98,13 +97,15 @@ export class RegistryClient {
     this.baseUrl = registryBaseUrl(host, this.env);
     this.pageSize = options.pageSize;
     this.requestTimeoutMs = options.requestTimeoutMs ?? defaultRequestTimeoutMs;
+    this.signal = options.signal;
   }
 
   /**
-   * Sends `GET /v2/`, with the credentials from the Docker config when the registry responds
-   * 401. Throws an OperationError when the registry rejects them or returns anything but 200.
+   * Sends `GET /v2/`, the distribution API's version check, with the credentials from the
+   * Docker config when the registry responds 401. Throws an OperationError when the registry is
+   * unreachable, fails or rejects the credentials.
    */
-  async checkLogin(): Promise<void> {
+  async checkApi(): Promise<void> {
     const response = await this.send({ method: "GET", url: "/v2/", scopes: [], expected: [200] });
     await response.body?.cancel();
   }
@@ -363,17 +364,34 @@ export class RegistryClient {
         headers,
         ...(options.body === undefined ? {} : { body: options.body }),
         ...(streamed ? { duplex: "half" } : {}),
-        ...(options.timeout === false
-          ? {}
-          : { signal: AbortSignal.timeout(this.requestTimeoutMs) }),
+        ...this.abortSignal(options.timeout !== false),
       });
       if (response.status === 401 && sameOrigin && attempt === 1 && !streamed) {
         await this.applyChallenge(label, response, options.scopes);
         continue;
       }
       if (options.expected.includes(response.status)) return response;
+      if (response.status === 401 && attempt > 1 && (await this.loadCredentials())) {
+        const file = dockerConfigPath(this.env);
+        const hint = `the registry rejected the credentials that ${file} gives for ${this.host}; log in again with: docker login ${this.host}`;
+        throw await httpError(label, response, hint);
+      }
       throw await httpError(label, response);
     }
+  }
+
+  /**
+   * Returns the `signal` option for fetch: the caller's signal, the timeout, both or neither.
+   * NOTE: fetch applies the signal to the response body too, so an abort while a caller reads
+   * a body throws fetch's AbortError (exit 1) instead of an InterruptedError.
+   */
+  private abortSignal(timeout: boolean): { signal?: AbortSignal } {
+    const signals = [
+      ...(this.signal ? [this.signal] : []),
+      ...(timeout ? [AbortSignal.timeout(this.requestTimeoutMs)] : []),
+    ];
+    if (signals.length === 0) return {};
+    return { signal: signals.length === 1 ? signals[0] : AbortSignal.any(signals) };
   }
 
   private async fetch(
@@ -381,8 +399,11 @@ export class RegistryClient {
     init: RequestInit & { duplex?: string },
   ): Promise<Response> {
     try {
-      return await fetch(label.url, init);
+      return await fetchLogged(`registry ${this.host}`, label.url, init);
     } catch (error) {
+      if (this.signal?.aborted) {
+        throw new InterruptedError(`${describeRequest(label)} interrupted`, { cause: error });
+      }
       const hint =
         this.baseUrl.protocol === "https:"
           ? `check that the registry is running and reachable; for a registry without TLS, list ${this.host} in ${insecureRegistriesVariable}`

@@ -1,4 +1,5 @@
 import { isIP } from "node:net";
+import { logRequest } from "../debug-log.js";
 import { OperationError } from "../errors.js";
 
 /** Comma-separated `host[:port]` list of registries reached over plain HTTP. */
@@ -67,13 +68,20 @@ export function describeRequest(label: RequestLabel): string {
   return `registry ${label.host}: ${label.method} ${label.url.pathname}`;
 }
 
-/** Turns an unexpected response into an OperationError with the registry's error codes. */
-export async function httpError(label: RequestLabel, response: Response): Promise<OperationError> {
+/**
+ * Turns an unexpected response into an OperationError with the registry's error codes, and a
+ * hint for its status unless the caller gives one.
+ */
+export async function httpError(
+  label: RequestLabel,
+  response: Response,
+  hint = hintFor(label.host, response.status),
+): Promise<OperationError> {
   const errors = label.method === "HEAD" ? [] : await readRegistryErrors(response);
   await response.body?.cancel().catch(() => undefined);
   const detail = errors.length > 0 ? `: ${errors.join("; ")}` : "";
   const message = `${describeRequest(label)} failed with HTTP ${response.status}${detail}`;
-  return new OperationError(message, { hint: hintFor(label.host, response.status) });
+  return new OperationError(message, { hint });
 }
 
 function hintFor(host: string, status: number): string | undefined {
@@ -84,4 +92,31 @@ function hintFor(host: string, status: number): string | undefined {
   if (status === 429) return "the registry is rate limiting requests; wait, then retry";
   if (status >= 500) return "the registry failed; check its logs, then retry";
   return undefined;
+}
+
+/** Describes a fetch failure by its cause's code, such as ECONNREFUSED. */
+export function describeCause(error: unknown): string {
+  const cause = error instanceof Error && error.cause instanceof Error ? error.cause : error;
+  if (cause instanceof Error) {
+    const code = (cause as NodeJS.ErrnoException).code;
+    return code ? `${code} (${cause.message})` : cause.message;
+  }
+  return String(cause);
+}
+
+/**
+ * Sends a request with fetch. With --debug it logs the method, path (without the query, which
+ * may carry upload state), status or failure and duration, under `subject`.
+ */
+export async function fetchLogged(subject: string, url: URL, init: RequestInit): Promise<Response> {
+  const method = init.method ?? "GET";
+  const startedAt = performance.now();
+  try {
+    const response = await fetch(url, init);
+    logRequest(subject, method, url.pathname, response.status, startedAt);
+    return response;
+  } catch (error) {
+    logRequest(subject, method, url.pathname, `failed: ${describeCause(error)}`, startedAt);
+    throw error;
+  }
 }

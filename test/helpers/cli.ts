@@ -31,6 +31,8 @@ export interface CliOptions {
   env?: Record<string, string | undefined>;
   cwd?: string;
   input?: string;
+  /** Milliseconds after which the run is killed and counts as failed. @default 600_000 */
+  timeout?: number;
 }
 
 /** Environment for CLI runs: the caller's, without settings that would change the output. */
@@ -57,14 +59,18 @@ export async function createProject(prefix = "modal-image-test-"): Promise<TestP
       return file;
     },
     async cli(args, options = {}) {
+      const timeout = options.timeout ?? 600_000;
       const result = await execa(binPath, [...args], {
         cwd: options.cwd ?? dir,
         env: { ...baseEnv(home), ...options.env },
         reject: false,
         stripFinalNewline: false,
         ...(options.input === undefined ? { stdin: "ignore" } : { input: options.input }),
-        timeout: 600_000,
+        timeout,
       });
+      if (result.timedOut) {
+        throw new Error(`modal-image ${args.join(" ")} did not exit within ${timeout} ms`);
+      }
       if (result.exitCode === undefined)
         throw new Error(`modal-image ${args.join(" ")}: ${result.message}`);
       return {

@@ -373,6 +373,25 @@ describe("BuildProgress", () => {
   it("fails on an empty stream", () => {
     expect(runBuild([]).error).toBeInstanceOf(OperationError);
   });
+
+  it("tracks the running step's container", () => {
+    const progress = new BuildProgress();
+    expect(progress.runningContainer).toBeUndefined();
+    progress.handle({ stream: "Step 2/3 : RUN sleep 300\n" });
+    progress.handle({ stream: " ---> Running in 5f3b2c1d9a8e\n" });
+    expect(progress.runningContainer).toBe("5f3b2c1d9a8e");
+    progress.handle({ stream: "output of the step\n" });
+    expect(progress.runningContainer).toBe("5f3b2c1d9a8e");
+    progress.handle({ stream: "Removing intermediate container 5f3b2c1d9a8e\n" });
+    expect(progress.runningContainer).toBeUndefined();
+  });
+
+  it("ignores Running in without an ID", () => {
+    const progress = new BuildProgress();
+    progress.handle({ stream: "Step 1/1 : RUN echo ' ---> Running in abc'\n" });
+    progress.handle({ stream: " ---> Running in abc\n" });
+    expect(progress.runningContainer).toBeUndefined();
+  });
 });
 
 describe("formatStep", () => {

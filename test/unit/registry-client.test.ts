@@ -349,7 +349,9 @@ describe("RegistryClient auth", () => {
     expect(message).toContain(`registry ${server.host}: GET /v2/team/app/tags/list`);
     expect(message).toContain("HTTP 401");
     expect(message).toContain("UNAUTHORIZED: authentication required");
-    expect(hint).toBe(`log in with: docker login ${server.host}`);
+    expect(hint).toContain("rejected the credentials");
+    expect(hint).toContain(path.join(env.DOCKER_CONFIG!, "config.json"));
+    expect(hint).toContain(`docker login ${server.host}`);
     const visibleText = `${message}\n${hint}`;
     expect(visibleText).not.toContain(secret);
     expect(visibleText).not.toContain(Buffer.from(`carol:${secret}`).toString("base64"));
