@@ -5,6 +5,7 @@
  * `{"id":"moby.image.id","aux":{"ID":"sha256:..."}}`, or an `error` message when the build fails.
  */
 import { TextDecoder } from "node:util";
+import { jsonArray } from "../dockerfile/quote.js";
 import { OperationError } from "../errors.js";
 import {
   BuildError,
@@ -104,6 +105,35 @@ const stepNamePattern = /^\[(?:[^\]\s]+ )?(\d+)\/(\d+)\] ([\s\S]*)$/;
 // eslint-disable-next-line no-control-regex
 const sgrSequencePattern = /\u001b\[[0-9;]*m/g;
 
+// The lines that src/dockerfile/generate.ts puts before a command to export a secret.
+const secretExportLine =
+  /^([A-Za-z_][A-Za-z0-9_]*)="\$\(cat '[^']*' && printf x\)" \|\| exit; \1="\$\{\1%x\}"; export \1\n/;
+
+/**
+ * Shortens a RUN step's name for progress: `--mount` flags and the lines that export secrets
+ * are left out, so that the summary starts with the user's own command, as the classic
+ * builder's `Step N/M : RUN [...]` line does.
+ */
+export function summarizeInstruction(instruction: string): string {
+  const flags = /^RUN ((?:--mount=\S+ )+)/.exec(instruction);
+  if (!flags) return instruction;
+  const rest = instruction.slice(flags[0].length);
+  let argv: unknown;
+  try {
+    argv = JSON.parse(rest);
+  } catch {
+    return `RUN ${rest}`;
+  }
+  if (!Array.isArray(argv) || argv.length !== 3 || typeof argv[2] !== "string") {
+    return `RUN ${rest}`;
+  }
+  let script = argv[2];
+  for (let match = secretExportLine.exec(script); match; match = secretExportLine.exec(script)) {
+    script = script.slice(match[0].length);
+  }
+  return `RUN ${jsonArray([String(argv[0]), String(argv[1]), script])}`;
+}
+
 interface VertexState {
   step: BuildStep | undefined;
   name: string;
@@ -198,7 +228,7 @@ export class BuildKitProgress {
           state.step = {
             index: Number(match[1]),
             total: Number(match[2]),
-            instruction: this.redact(match[3] ?? ""),
+            instruction: this.redact(summarizeInstruction(match[3] ?? "")),
           };
         }
       }
