@@ -354,17 +354,21 @@ function checkSecrets(path: string, secrets: unknown, problems: ProblemList): vo
     if (!checkSecret(itemPath, spec, problems)) return;
     const mount = toSecretMount(spec);
     const claims = { id: mount.id, env: mount.env, target: mount.target };
+    // One clash is reported per secret: a repeated id usually repeats its default target too.
     for (const key of ["id", "env", "target"] as const) {
       const value = claims[key];
       if (value === undefined) continue;
       const first = seen[key].get(value);
-      if (first === undefined) seen[key].set(value, index);
-      else {
-        problems.add(
+      if (first !== undefined) {
+        return problems.add(
           itemPath,
           `${key} ${JSON.stringify(value)} is also used by ${path}[${first}]; give each secret its own ${key}`,
         );
       }
+    }
+    for (const key of ["id", "env", "target"] as const) {
+      const value = claims[key];
+      if (value !== undefined) seen[key].set(value, index);
     }
   });
 }
@@ -374,7 +378,7 @@ function checkSecretSources(
   steps: ReadonlyArray<{ step: ImageStep; path: string }>,
   problems: ProblemList,
 ): void {
-  const sources = new Map<string, { source: string; path: string }>();
+  const sources = new Map<string, { source: string; path: string; step: string }>();
   for (const { step, path } of steps) {
     if (step.kind !== "runCommands" || !Array.isArray(step.options?.secrets)) continue;
     step.options.secrets.forEach((spec, index) => {
@@ -383,8 +387,9 @@ function checkSecretSources(
       const mount = toSecretMount(spec);
       const source = JSON.stringify(mount.source);
       const first = sources.get(mount.id);
-      if (!first) sources.set(mount.id, { source, path: itemPath });
-      else if (first.source !== source) {
+      if (!first) sources.set(mount.id, { source, path: itemPath, step: path });
+      // A repeated id within one step is reported by checkSecrets.
+      else if (first.step !== path && first.source !== source) {
         problems.add(
           itemPath,
           `secret id ${JSON.stringify(mount.id)} has another source at ${first.path}; one build serves one value per id, so use another id`,
