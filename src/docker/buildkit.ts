@@ -11,7 +11,7 @@ import { BuildKitProgress } from "./buildkit-progress.js";
 import { isRecord, parseJsonLines } from "./progress.js";
 import { openBuildSession, sessionHint, type SecretValues } from "./session.js";
 
-/** The first Engine API version with `POST /session` outside experimental mode. */
+/** The first Engine API version (Docker 18.09) with `POST /session` outside experimental mode. */
 export const minimumSessionApiVersion = "1.39";
 
 export interface BuildKitBuildOptions extends BuildImageOptions {
@@ -101,7 +101,7 @@ function startBuild(
   });
 }
 
-/** Maps the daemon refusing `version=2` to a message that says what is needed. */
+/** Maps the daemon's rejection of `version=2` to an error that names what is needed. */
 function refusalOf(error: unknown): OperationError | undefined {
   const statusCode = isRecord(error) ? error.statusCode : undefined;
   if (statusCode !== 400 && statusCode !== 500) return undefined;
@@ -124,7 +124,7 @@ function destroyStream(stream: NodeJS.ReadableStream): void {
 /**
  * Builds an image with BuildKit, serving `secrets` to its `RUN --mount=type=secret` steps, and
  * returns its ID. Throws a BuildError naming the failing step, an InterruptedError when `signal`
- * aborts, and an OperationError that says what is needed when the daemon has no BuildKit.
+ * aborts, and an OperationError that names what is needed when the daemon has no BuildKit.
  */
 export async function buildImageWithSecrets(
   options: BuildKitBuildOptions,

@@ -14,13 +14,13 @@ import type Docker from "dockerode";
 import { OperationError } from "../errors.js";
 import { encodeBytesField, encodeVarintField, fieldString, readFields } from "./protobuf.js";
 
-/** Secret values by ID, as the build's `--mount=type=secret,id=ID` asks for them. */
+/** Secret values by ID, as the build's `--mount=type=secret,id=ID` requests them. */
 export type SecretValues = ReadonlyMap<string, Uint8Array>;
 
 const getSecretMethod = "/moby.buildkit.secrets.v1.Secrets/GetSecret";
 const healthCheckMethod = "/grpc.health.v1.Health/Check";
 
-/** The daemon's request for one secret: `GetSecretRequest { string ID = 1; ... }`. */
+/** Decodes the daemon's request for one secret, `GetSecretRequest { string ID = 1; ... }`. */
 function decodeGetSecretRequest(bytes: Buffer): { id: string } {
   let id = "";
   for (const field of readFields(bytes)) if (field.field === 1) id = fieldString(field);
@@ -62,12 +62,12 @@ export interface BuildSession {
   readonly missing: readonly string[];
 }
 
-/** What the daemon answered instead of upgrading `POST /session`. */
+/** The daemon's response when it did not upgrade `POST /session`. */
 export class SessionRefusedError extends OperationError {}
 
 /**
  * Opens a session that serves `secrets` to builds that name its ID. The caller must close it
- * once the build ends. Values never leave this process except as answers to GetSecret.
+ * once the build ends. Values leave this process only in responses to GetSecret.
  */
 export async function openBuildSession(
   docker: Docker,
@@ -191,7 +191,7 @@ async function upgrade(
       resolve(socket);
     });
     request.on("response", (response) => {
-      // Any answer but 101 means the daemon cannot give this build a session.
+      // Any status but 101 means the daemon cannot give this build a session.
       const chunks: Buffer[] = [];
       response.on("data", (chunk: Buffer) => chunks.push(chunk));
       response.on("end", () => {

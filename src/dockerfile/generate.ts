@@ -179,21 +179,21 @@ function stepLines(step: ImageStep, context: StepContext): string[] {
   }
 }
 
-/** Archive path of the file that holds the fingerprints of one step's secrets. */
+/** Returns the archive path of the file that contains the fingerprints of one step's secrets. */
 export function secretFingerprintPath(stepIndex: number): string {
   return `${contextDir}/secrets/${stepIndex}`;
 }
 
 /**
- * Where a RUN with secrets sees its fingerprint file. /dev is a tmpfs in every build container,
- * so the mount point is never left in a layer.
+ * Mount point of the fingerprint file in a RUN with secrets. /dev is a tmpfs in every build
+ * container, so the mount point is never left in a layer.
  */
 export const secretFingerprintTarget = "/dev/.modal-image-secrets";
 
 /**
  * Writes a RUN whose secrets are mounted for this step only. The Dockerfile names each secret's
- * ID and file, never its value. A secret with an `env` name is read from its file into that
- * variable by the command's own shell; `printf x` and `%x` keep trailing newlines of the value.
+ * ID and file, never its value. The command's own shell reads a secret with an `env` name from
+ * its file into that variable. `printf x` and `%x` keep the value's trailing newlines.
  *
  * BuildKit leaves secret values out of a step's cache key, so a step whose secret changed
  * would be taken from the cache. The step therefore also mounts a context file that holds its

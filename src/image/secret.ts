@@ -4,11 +4,11 @@
  * plain data, so a JSON config writes the same object that `Secret.fromEnv` returns.
  */
 
-/** Where a secret's value comes from, and how the command sees it. */
+/** The source of a secret's value, and the variable and file that the command reads it from. */
 export interface SecretSpec {
   /**
    * The secret's ID: the file `/run/secrets/<id>` in the command's container, unless `target`
-   * says otherwise. Defaults to the `fromEnv` variable name; a `fromFile` secret needs one.
+   * is set. Defaults to the `fromEnv` variable name; a `fromFile` secret needs one.
    */
   id?: string;
   /** Name of an environment variable of the machine that runs `modal-image build`. */
@@ -16,7 +16,7 @@ export interface SecretSpec {
   /** Path of a local file, relative to the config file's directory. */
   fromFile?: string;
   /**
-   * Environment variable that holds the value while the command runs. Defaults to the
+   * Environment variable that contains the value while the command runs. Defaults to the
    * `fromEnv` variable name; `false` exposes the value as a file only. A `fromFile` secret has
    * none unless one is named.
    */
@@ -37,14 +37,14 @@ export interface RunCommandsOptions {
 export const Secret = {
   /**
    * A secret whose value is the environment variable `variable` of the machine that builds.
-   * The command sees it as `$variable` and as the file `/run/secrets/<variable>`.
+   * The command reads it from `$variable` and from the file `/run/secrets/<variable>`.
    */
   fromEnv(variable: string, options: SecretOptions & { id?: string } = {}): SecretSpec {
     return Object.freeze({ ...options, fromEnv: variable });
   },
   /**
-   * A secret whose value is a local file's content. The command sees it as the file
-   * `/run/secrets/<id>`, or at `options.target`, and as `$<options.env>` when that is set.
+   * A secret whose value is a local file's content. The command reads it from the file
+   * `/run/secrets/<id>`, or at `options.target`, and from `$<options.env>` when that is set.
    */
   fromFile(id: string, path: string, options: SecretOptions = {}): SecretSpec {
     return Object.freeze({ ...options, id, fromFile: path });
@@ -92,6 +92,6 @@ export const secretTargetRe = /^(?:\/[A-Za-z0-9_.+@~-]+)+$/;
 export const secretKeys = ["id", "fromEnv", "fromFile", "env", "target"] as const;
 
 /**
- * The largest value BuildKit accepts from a session (its secrets provider's limit of 500 KiB).
+ * The largest value BuildKit accepts from a session, its `MaxSecretSize` of 500 KiB.
  */
 export const maxSecretBytes = 500 * 1024;
