@@ -304,7 +304,7 @@ describe("build with secrets on a daemon that cannot serve them", () => {
   ] as const)(
     "refuses %s, says what is needed and publishes nothing",
     async (_label, behaviour, message, requests) => {
-      const daemon = await fakeDaemon(behaviour as Parameters<typeof fakeDaemon>[0]);
+      const daemon = await fakeDaemon(behaviour);
       try {
         const result = await project.cli(["build", "--publish", "app"], {
           env: { DOCKER_HOST: daemon.host, TOKEN: "value-for-a-fake-daemon" },
