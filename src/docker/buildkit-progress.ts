@@ -140,6 +140,7 @@ interface VertexState {
   announced: boolean;
   partialLine: string;
   output: string[];
+  error: string;
   decoder: TextDecoder;
 }
 
@@ -194,6 +195,11 @@ export class BuildKitProgress {
   /** Flushes partial lines and returns the image ID, which a successful build reports. */
   finish(): { imageId: string } {
     for (const state of this.vertexes.values()) this.flush(state);
+    const failed = this.failed;
+    if (!this.imageId && failed) {
+      // The stream ended after a step failed but before the daemon's error message.
+      throw new BuildError(this.redact(failed.error), failed.step, [...failed.output]);
+    }
     if (!this.imageId) {
       throw new OperationError("the BuildKit build stream ended without an image ID", {
         hint: "the daemon may have stopped during the build; check it with `docker info` and retry",
@@ -211,6 +217,7 @@ export class BuildKitProgress {
         announced: false,
         partialLine: "",
         output: [],
+        error: "",
         decoder: new TextDecoder("utf-8"),
       };
       this.vertexes.set(digest, state);
@@ -238,7 +245,8 @@ export class BuildKitProgress {
         if (vertex.cached) this.onEvent({ type: "output", text: "CACHED" });
       }
       if (vertex.error) {
-        // The first failure is the cause; BuildKit cancels the vertexes running beside it.
+        state.error = vertex.error;
+        // The first failure is the cause, because BuildKit then cancels the vertexes beside it.
         if (!this.failed || !this.failed.step) this.failed = state;
       }
     }

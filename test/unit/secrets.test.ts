@@ -22,7 +22,8 @@ import { generateDockerfile } from "../../src/dockerfile/generate.js";
 import { UsageError } from "../../src/errors.js";
 import { Image } from "../../src/image/image.js";
 import { Secret } from "../../src/image/secret.js";
-import { validateImage } from "../../src/image/validate.js";
+import { validateImage, type Problem } from "../../src/image/validate.js";
+import { imageFromJson } from "../../src/config/from-json.js";
 import { LocalIndex } from "../../src/index-store/local.js";
 
 const base = Image.fromRegistry("busybox:latest");
@@ -286,6 +287,28 @@ describe("secret values and the definition hash", () => {
   });
 });
 
+describe("secrets in a JSON config", () => {
+  it("reads the same objects as Secret returns", () => {
+    const problems: Problem[] = [];
+    const image = imageFromJson(
+      [
+        { fromRegistry: "busybox:latest" },
+        { runCommands: ["npm ci", { secrets: [{ fromEnv: "NPM_TOKEN" }] }] },
+        { runCommands: ["ls"] },
+      ],
+      "images.app",
+      problems,
+    )!;
+    expect(problems).toEqual([]);
+    expect(validateImage(image)).toEqual([]);
+    expect(image.steps[0]).toEqual({
+      kind: "runCommands",
+      commands: ["npm ci"],
+      options: { secrets: [{ fromEnv: "NPM_TOKEN" }] },
+    });
+  });
+});
+
 describe("SecretValue and the redactor", () => {
   it("never prints its value", () => {
     const value = new SecretValue(Buffer.from(secretValue));
@@ -393,6 +416,15 @@ describe("BuildKitProgress", () => {
       'build failed at step 2/2: RUN ["/bin/sh", "-c", "make"]: executor failed: [secret]',
     );
     expect(buildError.stepOutput).toEqual(["token [secret]", "no such file"]);
+  });
+
+  it("fails on a step error without a final message", () => {
+    const progress = new BuildKitProgress();
+    progress.handle(trace(vertex({ digest: "d2", name: runName, started: true })));
+    progress.handle(trace(vertex({ digest: "d2", error: "exit code: 2" })));
+    expect(() => progress.finish()).toThrow(
+      'build failed at step 2/2: RUN ["/bin/sh", "-c", "make"]: exit code: 2',
+    );
   });
 
   it("fails when the stream ends without an image ID or sends an undecodable message", () => {
