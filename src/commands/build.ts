@@ -268,7 +268,7 @@ async function buildDefinition(
     { archivePath: dockerfilePath, content: image.dockerfile },
     ...image.extraFiles,
   ]);
-  // Only BuildKit can mount a secret; every other definition keeps the classic builder.
+  // Only BuildKit can mount a secret, so every other definition keeps the classic builder.
   const build = image.secrets.size > 0 ? await secretBuilder(image) : buildImage;
   const { imageId } = await build({
     context,

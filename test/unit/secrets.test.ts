@@ -111,7 +111,7 @@ describe("validateImage with secrets", () => {
     expect(validateImage(base.runCommands("true", { secrets: [spec as never] }))).toHaveLength(1);
   });
 
-  it("rejects two secrets of one step that share an id, a variable or a file", () => {
+  it("rejects a shared id, env or target", () => {
     const problems = validateImage(
       base.runCommands("true", {
         secrets: [
@@ -177,7 +177,7 @@ describe("generateDockerfile with secrets", () => {
     expect(text).toContain('["/bin/sh", "-c", "cat /run/secrets/GH"]');
   });
 
-  it("does not need the values, and leaves a definition without secrets as it was", () => {
+  it("leaves steps without secrets unchanged", () => {
     expect(dockerfileOf(base.runCommands("ls"))).toBe(
       'FROM busybox:latest\nRUN ["/bin/sh", "-c", "ls"]\n',
     );
@@ -206,7 +206,7 @@ describe("secret values and the definition hash", () => {
     return prepareImage("app", definition, { baseDir: root, index, env });
   }
 
-  it("changes the hash when a value changes, and never holds a value in clear", async () => {
+  it("hash follows values but never contains them", async () => {
     await mkdir(join(root, "conf"));
     await writeFile(join(root, "conf", "secret.txt"), "file-secret-1\n");
     const first = await prepare({ TOKEN: secretValue });
@@ -427,7 +427,7 @@ describe("BuildKitProgress", () => {
     );
   });
 
-  it("fails when the stream ends without an image ID or sends an undecodable message", () => {
+  it("fails on a missing image ID or bad message", () => {
     expect(() => new BuildKitProgress().finish()).toThrow(/without an image ID/);
     expect(() =>
       new BuildKitProgress().handle({ id: "moby.buildkit.trace", aux: "/////w==" }),
