@@ -313,7 +313,11 @@ describe("build with secrets on a daemon that cannot serve them", () => {
         expect(result.stdout).toBe("");
         expect(result.stderr).toMatch(message);
         expect(result.stderr).toContain("hint: secrets need a Docker Engine with BuildKit");
-        expect(daemon.requests).toEqual(requests);
+        // Other requests (a ping, an inspect) may come and go; these must be among them.
+        expect(daemon.requests).toEqual(expect.arrayContaining([...requests]));
+        if (!(requests as readonly string[]).includes("POST /build")) {
+          expect(daemon.requests).not.toContain("POST /build");
+        }
         const resolved = await project.cli(["resolve", "app"]);
         expect(resolved.exitCode).toBe(3);
       } finally {
