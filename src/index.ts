@@ -4,6 +4,7 @@
  * never print or exit.
  */
 export { Image } from "./image/image.js";
+export { Secret } from "./image/secret.js";
 export type {
   AddLocalDirOptions,
   DebianSlimOptions,
@@ -11,6 +12,9 @@ export type {
   ImageBase,
   ImageStep,
   PipInstallOptions,
+  RunCommandsOptions,
+  SecretOptions,
+  SecretSpec,
   UvPipInstallOptions,
 } from "./image/image.js";
 export { validateImage, type Problem } from "./image/validate.js";

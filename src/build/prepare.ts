@@ -5,11 +5,22 @@ import { collectContext, type ContextEntry, type ContextSource } from "../contex
 import { hashContext } from "../context/hash.js";
 import { checkLocalPath } from "../context/local-path.js";
 import { FileDigestCache } from "../context/hash-cache.js";
-import { contextDir, generateDockerfile, generatorVersion } from "../dockerfile/generate.js";
+import {
+  contextDir,
+  generateDockerfile,
+  generatorVersion,
+  secretFingerprintPath,
+} from "../dockerfile/generate.js";
 import { UsageError } from "../errors.js";
 import type { Image } from "../image/image.js";
 import type { NameIndex } from "../index-store/types.js";
 import { parseNameRef } from "../names.js";
+import {
+  readSecretValues,
+  secretFingerprint,
+  secretMountsOf,
+  type SecretValue,
+} from "./secrets.js";
 
 /** An image definition made ready to build: Dockerfile text, context entries and hash. */
 export interface PreparedImage {
@@ -26,6 +37,16 @@ export interface PreparedImage {
   definitionHash: string;
   /** The pinned reference of a `fromName` base. */
   baseReference: string | undefined;
+  /**
+   * Values of the secrets the definition's commands use, by ID; empty when they use none. The
+   * definition hash covers a salted scrypt fingerprint of each, never the value itself.
+   */
+  secrets: ReadonlyMap<string, SecretValue>;
+  /**
+   * Files that go into the context beside the Dockerfile: for each step with secrets, their
+   * fingerprints, which make BuildKit run the step again when a value changes.
+   */
+  extraFiles: Array<{ archivePath: string; content: string }>;
 }
 
 export interface PrepareOptions {
@@ -34,6 +55,8 @@ export interface PrepareOptions {
   index: NameIndex;
   /** `$MODAL_IMAGE_HOME`, whose `cache/` keeps file digests between runs. @default no cache */
   cacheHome?: string;
+  /** Environment that `Secret.fromEnv` values are read from. @default process.env */
+  env?: NodeJS.ProcessEnv;
 }
 
 async function readBaseDockerfile(image: Image, baseDir: string) {
@@ -102,6 +125,11 @@ export async function prepareImage(
   options: PrepareOptions,
 ): Promise<PreparedImage> {
   const generated = await generateImage(image, options);
+  // Secrets are read first, so that a missing one is reported before any file is hashed.
+  const secrets = await readSecretValues(secretMountsOf(image), {
+    baseDir: options.baseDir,
+    env: options.env ?? process.env,
+  });
   const entries = await collectContext(generated.sources);
   let contextHash: string;
   if (options.cacheHome === undefined) {
@@ -111,16 +139,32 @@ export async function prepareImage(
     contextHash = await hashContext(entries, cache.digest);
     await cache.save();
   }
-  const definitionHash = `sha256:${createHash("sha256")
-    .update(
-      JSON.stringify({ generatorVersion, dockerfile: generated.dockerfile, context: contextHash }),
-    )
-    .digest("hex")}`;
+  const byId = new Map<string, string>();
+  for (const [id, value] of secrets) byId.set(id, await secretFingerprint(id, value));
+  const fingerprints = [...byId].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+  const extraFiles: PreparedImage["extraFiles"] = [];
+  image.steps.forEach((step, index) => {
+    if (step.kind !== "runCommands" || !step.options.secrets?.length) return;
+    const lines = secretMountsOf({ steps: [step] }).map(
+      (mount) => `${mount.id} ${byId.get(mount.id)!}\n`,
+    );
+    extraFiles.push({ archivePath: secretFingerprintPath(index), content: lines.join("") });
+  });
+  // A definition without secrets hashes as it did before secrets existed.
+  const hashed = {
+    generatorVersion,
+    dockerfile: generated.dockerfile,
+    context: contextHash,
+    ...(fingerprints.length > 0 ? { secrets: fingerprints } : {}),
+  };
+  const definitionHash = `sha256:${createHash("sha256").update(JSON.stringify(hashed)).digest("hex")}`;
   return {
     key,
     dockerfile: generated.dockerfile,
     entries,
     definitionHash,
     baseReference: generated.baseReference,
+    secrets,
+    extraFiles,
   };
 }

@@ -1,6 +1,6 @@
 import { definitionLabel, definitionTag, findCachedImage } from "../build/find-cached.js";
 import { prepareImage, type PreparedImage } from "../build/prepare.js";
-import type { RegistryAuth } from "../docker/client.js";
+import type { BuildImageOptions, RegistryAuth } from "../docker/client.js";
 import { checkDockerHost } from "../docker/host.js";
 import { dockerfilePath } from "../dockerfile/generate.js";
 import { InterruptedError, UsageError } from "../errors.js";
@@ -146,6 +146,7 @@ export async function build(options: BuildOptions = {}): Promise<BuildResult> {
       baseDir: config.dir,
       index,
       cacheHome: modalImageHome(options.env),
+      ...(options.env ? { env: options.env } : {}),
     });
     prepared.push({ prepared: ready, publish: target.publish, repository });
   }
@@ -282,8 +283,11 @@ async function buildDefinition(
   report?.({ type: "phase", image: image.key, phase: "build" });
   const context = packContext(image.entries, [
     { archivePath: dockerfilePath, content: image.dockerfile },
+    ...image.extraFiles,
   ]);
-  const { imageId } = await buildImage({
+  // Only BuildKit can mount a secret, so every other definition keeps the classic builder.
+  const build = image.secrets.size > 0 ? await secretBuilder(image) : buildImage;
+  const { imageId } = await build({
     context,
     dockerfile: dockerfilePath,
     tags: [`${repository}:${definitionTag(image.definitionHash)}`],
@@ -293,6 +297,16 @@ async function buildDefinition(
     onEvent: (event) => report?.({ type: "build", image: image.key, event }),
   });
   return imageId;
+}
+
+/** Returns a build function that serves the definition's secrets through a BuildKit session. */
+async function secretBuilder(image: PreparedImage) {
+  const { buildImageWithSecrets } = await import("../docker/buildkit.js");
+  const { secretRedactor } = await import("../build/secrets.js");
+  const values = new Map([...image.secrets].map(([id, value]) => [id, value.reveal()]));
+  const redact = secretRedactor(image.secrets.values());
+  return (options: BuildImageOptions) =>
+    buildImageWithSecrets({ ...options, secrets: values, redact, sessionName: image.key });
 }
 
 /** Pushes `REPOSITORY:_def-<hex>`, which must exist locally, and describes the pushed image. */

@@ -82,7 +82,11 @@ function statusCodeOf(error: unknown): number | undefined {
 }
 
 /** Converts any failure of a daemon call into a ModalImageError, checking for an abort first. */
-function toDockerError(error: unknown, action: string, signal?: AbortSignal): ModalImageError {
+export function toDockerError(
+  error: unknown,
+  action: string,
+  signal?: AbortSignal,
+): ModalImageError {
   if (signal?.aborted) return new InterruptedError(`${action} interrupted`);
   if (error instanceof ModalImageError) return error;
   const connectionError = toDaemonConnectionError(error);

@@ -7,6 +7,7 @@ import {
   type PipInstallOptions,
   type UvPipInstallOptions,
 } from "../image/image.js";
+import { toSecretMount, type SecretMount } from "../image/secret.js";
 import { UsageError } from "../errors.js";
 import { defaultEscape, jsonArray, quoteWord, runShell, shellQuote } from "./quote.js";
 
@@ -157,8 +158,10 @@ function stepLines(step: ImageStep, context: StepContext): string[] {
         runShell(`python -m pip install ${flags.join(" ")} -r ${shellQuote(remote)}`),
       ];
     }
-    case "runCommands":
-      return step.commands.map(runShell);
+    case "runCommands": {
+      const mounts = (step.options.secrets ?? []).map(toSecretMount);
+      return step.commands.map((command) => runWithSecrets(command, mounts, context.index));
+    }
     case "dockerfileCommands":
       return step.commands.map((command) => command.replace(/\r\n/g, "\n").replace(/\n+$/, ""));
     case "env":
@@ -186,6 +189,49 @@ function stepLines(step: ImageStep, context: StepContext): string[] {
       return [copyLine(source, step.remotePath, escape)];
     }
   }
+}
+
+/** Returns the archive path of the file that contains the fingerprints of one step's secrets. */
+export function secretFingerprintPath(stepIndex: number): string {
+  return `${contextDir}/secrets/${stepIndex}`;
+}
+
+/**
+ * Mount point of the fingerprint file in a RUN with secrets. /dev is a tmpfs in every build
+ * container, so the mount point is never left in a layer.
+ */
+export const secretFingerprintTarget = "/dev/.modal-image-secrets";
+
+/**
+ * Writes a RUN whose secrets are mounted for this step only. The Dockerfile names each secret's
+ * ID and file, never its value. The command's own shell reads a secret with an `env` name from
+ * its file into that variable. `printf x` and `%x` keep the value's trailing newlines.
+ *
+ * BuildKit leaves secret values out of a step's cache key, so a step whose secret changed
+ * would be taken from the cache. The step therefore also mounts a context file that holds its
+ * secrets' fingerprints (see src/build/secrets.ts): its content is part of the cache key, and
+ * the Dockerfile text stays the same whatever the values are.
+ */
+export function runWithSecrets(
+  command: string,
+  mounts: readonly SecretMount[],
+  stepIndex: number,
+): string {
+  if (mounts.length === 0) return runShell(command);
+  const flags = mounts.map(
+    (mount) => `--mount=type=secret,id=${mount.id},target=${mount.target},required=true`,
+  );
+  flags.push(
+    `--mount=type=bind,source=${secretFingerprintPath(stepIndex)},target=${secretFingerprintTarget}`,
+  );
+  const exports = mounts
+    .filter((mount) => mount.env !== undefined)
+    .map((mount) => {
+      const name = mount.env!;
+      return `${name}="$(cat ${shellQuote(mount.target)} && printf x)" || exit; ${name}="\${${name}%x}"; export ${name}`;
+    });
+  const script = exports.length === 0 ? command : `${exports.join("\n")}\n${command}`;
+  return runShell(script).replace(/^RUN /, `RUN ${flags.join(" ")} `);
 }
 
 /**

@@ -37,6 +37,10 @@ export interface FromDockerfileOptions {
   contextDir?: string;
 }
 
+import type { RunCommandsOptions, SecretSpec } from "./secret.js";
+
+export type { RunCommandsOptions, SecretOptions, SecretSpec } from "./secret.js";
+
 // Methods keep values of the wrong type as they are, so that validateImage can report them.
 function isPlainObject(value: unknown): boolean {
   return typeof value === "object" && value !== null && !Array.isArray(value);
@@ -70,7 +74,7 @@ export type ImageStep =
   | { kind: "pipInstall"; packages: readonly string[]; options: PipInstallOptions }
   | { kind: "uvPipInstall"; packages: readonly string[]; options: UvPipInstallOptions }
   | { kind: "pipInstallFromRequirements"; localPath: string; options: PipInstallOptions }
-  | { kind: "runCommands"; commands: readonly string[] }
+  | { kind: "runCommands"; commands: readonly string[]; options: RunCommandsOptions }
   | { kind: "dockerfileCommands"; commands: readonly string[] }
   | { kind: "env"; vars: Readonly<Record<string, string>> }
   | { kind: "workdir"; path: string }
@@ -162,9 +166,16 @@ export class Image {
     return this.with({ kind: "pipInstallFromRequirements", localPath, options });
   }
 
-  /** Runs each command with `/bin/sh -c`, one layer each. */
-  runCommands(...commands: ReadonlyArray<string | readonly string[]>): Image {
-    return this.with({ kind: "runCommands", commands: commands.flat() });
+  /**
+   * Runs each command with `/bin/sh -c`, one layer each. A last argument `{ secrets }` makes
+   * secrets readable by these commands only, and never stores them in the image.
+   */
+  runCommands(...args: PackageArgs<RunCommandsOptions>): Image {
+    const { values, options } = splitPackageArgs(args);
+    const copied = isPlainObject(options) ? { ...options } : options;
+    const secrets: unknown = copied.secrets;
+    if (Array.isArray(secrets)) copied.secrets = [...(secrets as SecretSpec[])];
+    return this.with({ kind: "runCommands", commands: values, options: copied });
   }
 
   /** Appends raw Dockerfile instructions, written by the config's author. */

@@ -14,6 +14,15 @@ import {
   type ImageStep,
   type PipInstallOptions,
 } from "./image.js";
+import {
+  envNameRe,
+  secretIdGrammar,
+  secretIdRe,
+  secretKeys,
+  secretTargetRe,
+  toSecretMount,
+  type SecretSpec,
+} from "./secret.js";
 
 /** One invalid value, with where it is in the definition (`aptInstall[2]`). */
 export interface Problem {
@@ -249,9 +258,13 @@ function checkStep(step: ImageStep, path: string, problems: ProblemList): void {
       problems.localPath(path, step.localPath);
       return checkPipOptions(`${path}.options`, step.options, problems);
     case "runCommands":
-      return checkList(path, step.commands, problems, (itemPath, value) =>
+      checkList(path, step.commands, problems, (itemPath, value) =>
         problems.text(itemPath, value, true),
       );
+      if (checkOptionKeys(`${path}.options`, step.options, ["secrets"], problems)) {
+        checkSecrets(`${path}.options.secrets`, step.options.secrets, problems);
+      }
+      return;
     case "dockerfileCommands":
       return checkList(path, step.commands, problems, (itemPath, value) => {
         problems.text(itemPath, value, true);
@@ -308,6 +321,125 @@ function checkStep(step: ImageStep, path: string, problems: ProblemList): void {
   }
 }
 
+/** Checks one secret object; returns whether it is sound enough to compare with others. */
+function checkSecret(path: string, spec: unknown, problems: ProblemList): spec is SecretSpec {
+  const before = problems.items.length;
+  if (typeof spec !== "object" || spec === null || Array.isArray(spec)) {
+    problems.add(
+      path,
+      `expected a secret such as Secret.fromEnv("NPM_TOKEN") or {"fromEnv": "NPM_TOKEN"}, got ${describe(spec)}`,
+    );
+    return false;
+  }
+  checkOptionKeys(path, spec, secretKeys, problems);
+  const { id, fromEnv, fromFile, env, target } = spec as Record<string, unknown>;
+  if ((fromEnv === undefined) === (fromFile === undefined)) {
+    problems.add(
+      path,
+      'give exactly one source: fromEnv (an environment variable) or fromFile (a path), as in Secret.fromEnv("NPM_TOKEN") or Secret.fromFile("npmrc", ".npmrc")',
+    );
+  }
+  if (fromEnv !== undefined && (typeof fromEnv !== "string" || !envNameRe.test(fromEnv))) {
+    problems.add(
+      `${path}.fromEnv`,
+      `invalid environment variable name ${describe(fromEnv)}; use [A-Za-z_][A-Za-z0-9_]*`,
+    );
+  }
+  if (fromFile !== undefined) problems.text(`${path}.fromFile`, fromFile);
+  if (id === undefined) {
+    if (fromFile !== undefined) {
+      problems.add(`${path}.id`, `a fromFile secret needs an id matching ${secretIdGrammar}`);
+    }
+  } else if (typeof id !== "string" || !secretIdRe.test(id)) {
+    problems.add(`${path}.id`, `invalid secret id ${describe(id)}; use ${secretIdGrammar}`);
+  }
+  if (env !== undefined && env !== false && (typeof env !== "string" || !envNameRe.test(env))) {
+    problems.add(
+      `${path}.env`,
+      `invalid environment variable name ${describe(env)}; use [A-Za-z_][A-Za-z0-9_]*, or false for no variable`,
+    );
+  }
+  if (target !== undefined) {
+    const segments = typeof target === "string" ? target.split("/") : [];
+    if (
+      typeof target !== "string" ||
+      !secretTargetRe.test(target) ||
+      segments.includes(".") ||
+      segments.includes("..")
+    ) {
+      problems.add(
+        `${path}.target`,
+        `invalid target ${describe(target)}; use an absolute path of letters, digits and _.+@~- without . or .. segments, such as "/root/.npmrc"`,
+      );
+    }
+  }
+  return problems.items.length === before;
+}
+
+/** Checks a step's secrets, and that no two of them claim the same ID, variable or file. */
+function checkSecrets(path: string, secrets: unknown, problems: ProblemList): void {
+  if (secrets === undefined) return;
+  if (!Array.isArray(secrets)) {
+    return problems.add(
+      path,
+      `expected a list of secrets such as [Secret.fromEnv("NPM_TOKEN")], got ${describe(secrets)}`,
+    );
+  }
+  const seen = {
+    id: new Map<string, number>(),
+    env: new Map<string, number>(),
+    target: new Map<string, number>(),
+  };
+  secrets.forEach((spec: unknown, index) => {
+    const itemPath = `${path}[${index}]`;
+    if (!checkSecret(itemPath, spec, problems)) return;
+    const mount = toSecretMount(spec);
+    const claims = { id: mount.id, env: mount.env, target: mount.target };
+    // One clash is reported per secret: a repeated id usually repeats its default target too.
+    for (const key of ["id", "env", "target"] as const) {
+      const value = claims[key];
+      if (value === undefined) continue;
+      const first = seen[key].get(value);
+      if (first !== undefined) {
+        return problems.add(
+          itemPath,
+          `${key} ${JSON.stringify(value)} is also used by ${path}[${first}]; give each secret its own ${key}`,
+        );
+      }
+    }
+    for (const key of ["id", "env", "target"] as const) {
+      const value = claims[key];
+      if (value !== undefined) seen[key].set(value, index);
+    }
+  });
+}
+
+/** Reports a secret ID that two steps give different sources, which one build cannot serve. */
+function checkSecretSources(
+  steps: ReadonlyArray<{ step: ImageStep; path: string }>,
+  problems: ProblemList,
+): void {
+  const sources = new Map<string, { source: string; path: string; step: string }>();
+  for (const { step, path } of steps) {
+    if (step.kind !== "runCommands" || !Array.isArray(step.options?.secrets)) continue;
+    step.options.secrets.forEach((spec, index) => {
+      const itemPath = `${path}.options.secrets[${index}]`;
+      if (!checkSecret(itemPath, spec, new ProblemList(undefined))) return;
+      const mount = toSecretMount(spec);
+      const source = JSON.stringify(mount.source);
+      const first = sources.get(mount.id);
+      if (!first) sources.set(mount.id, { source, path: itemPath, step: path });
+      // A repeated id within one step is reported by checkSecrets.
+      else if (first.step !== path && first.source !== source) {
+        problems.add(
+          itemPath,
+          `secret id ${JSON.stringify(mount.id)} has another source at ${first.path}; one build serves one value per id, so use another id`,
+        );
+      }
+    });
+  }
+}
+
 function checkIgnore(path: string, ignore: unknown, problems: ProblemList): void {
   if (ignore === undefined || typeof ignore === "function") return;
   if (!Array.isArray(ignore)) {
@@ -329,12 +461,15 @@ export function validateImage(image: Image, options: ValidateOptions = {}): Prob
   const problems = new ProblemList(options.baseDir);
   checkBase(image.base, problems);
   const counts = new Map<string, number>();
+  const paths: Array<{ step: ImageStep; path: string }> = [];
   for (const step of image.steps) {
     const seen = counts.get(step.kind) ?? 0;
     counts.set(step.kind, seen + 1);
     // A method used more than once gets its call number, so each path points at one call.
     const path = seen === 0 ? step.kind : `${step.kind}#${seen + 1}`;
     checkStep(step, path, problems);
+    paths.push({ step, path });
   }
+  checkSecretSources(paths, problems);
   return problems.items;
 }
