@@ -8,6 +8,14 @@ import type { ClientRequest, IncomingMessage } from "node:http";
 
 let enabled = false;
 
+/** Requests that the registry code logs itself, left out of the daemon request log. */
+const registryRequests = new WeakSet<ClientRequest>();
+
+/** Marks a node:http request that is not a daemon request, so the daemon log skips it. */
+export function skipInDaemonLog(request: ClientRequest): void {
+  registryRequests.add(request);
+}
+
 /** Turns the request log on for the rest of the process. */
 export function enableDebugLog(): void {
   if (enabled) return;
@@ -44,8 +52,7 @@ function pathOf(request: ClientRequest): string {
  * NOTE: Node's docs mark these built-in channels experimental. Node 20.20 publishes all three.
  * A Node without `http.client.request.error` logs no line for a daemon it cannot reach, though
  * the error itself is still reported.
- * NOTE: every node:http client request of the process is logged as a daemon request. Nothing
- * else in modal-image uses node:http, because the registry client uses fetch.
+ * The registry client also uses node:http, and marks its requests with skipInDaemonLog.
  */
 function logDaemonRequests(): void {
   const startTimes = new WeakMap<ClientRequest, number>();
@@ -57,6 +64,7 @@ function logDaemonRequests(): void {
   });
   diagnosticsChannel.subscribe("http.client.response.finish", (message) => {
     const { request, response } = message as { request: ClientRequest; response: IncomingMessage };
+    if (registryRequests.has(request)) return;
     response.once("close", () => {
       const outcome = response.complete
         ? (response.statusCode ?? "no status")
@@ -66,6 +74,7 @@ function logDaemonRequests(): void {
   });
   diagnosticsChannel.subscribe("http.client.request.error", (message) => {
     const { request, error } = message as { request: ClientRequest; error: Error };
+    if (registryRequests.has(request)) return;
     const code = (error as NodeJS.ErrnoException).code ?? error.message;
     logRequest("docker", request.method, pathOf(request), `failed: ${code}`, startedAt(request));
   });

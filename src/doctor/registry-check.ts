@@ -3,8 +3,15 @@ import type { DaemonInfo } from "../docker/daemon-info.js";
 import { findRegistryAuth, dockerConfigPath, type CredentialSource } from "../docker/auth.js";
 import type { RegistryLocation } from "../names.js";
 import { parseChallenges } from "../registry/auth.js";
-import { describeCause } from "../registry/http.js";
-import { hostnameOf, insecureRegistriesVariable, registryBaseUrl } from "../registry/http.js";
+import {
+  describeCause,
+  hostnameOf,
+  insecureRegistriesVariable,
+  isTimeout,
+  registryBaseUrl,
+  requestLogged,
+  type HttpResponse,
+} from "../registry/http.js";
 import { checkTimeoutMs, failedCheck, type DoctorCheck } from "./check.js";
 
 /** The result of the registry check, which the credentials and index checks use. */
@@ -45,7 +52,7 @@ export function daemonTreatsAsInsecure(host: string, daemon: DaemonInfo): boolea
   return blocks.check(address, family === 4 ? "ipv4" : "ipv6");
 }
 
-function loginDescription(response: Response): string {
+function loginDescription(response: HttpResponse): string {
   if (response.status === 200) return "no login required";
   const challenge = parseChallenges(response.headers.get("www-authenticate") ?? "")[0];
   if (!challenge) return "login required";
@@ -74,15 +81,15 @@ export async function checkRegistry(
   const plainHttp = url.protocol === "http:";
   const details: Record<string, unknown> = { registry: host, url: url.href, plainHttp };
 
-  let response: Response;
+  let response: HttpResponse;
   try {
-    response = await fetch(url, {
+    response = await requestLogged(`registry ${host}`, url, {
       signal: AbortSignal.timeout(checkTimeoutMs),
-      redirect: "manual",
+      followRedirects: false,
     });
-    await response.body?.cancel();
+    response.discard();
   } catch (error) {
-    const timedOut = error instanceof DOMException && error.name === "TimeoutError";
+    const timedOut = isTimeout(error);
     const cause = timedOut ? `timed out after ${checkTimeoutMs / 1000} s` : describeCause(error);
     const finding = `GET ${url.href} failed: ${cause}`;
     const check = failedCheck(

@@ -1,7 +1,7 @@
 import { createHash } from "node:crypto";
 import { OperationError } from "../errors.js";
 import type { RegistryAuth } from "../docker/auth.js";
-import { describeCause, fetchLogged } from "./http.js";
+import { describeCause, requestLogged, type HttpResponse } from "./http.js";
 
 /** One challenge from a `WWW-Authenticate` header. */
 export interface Challenge {
@@ -99,7 +99,7 @@ export async function fetchToken(request: TokenRequest): Promise<string> {
     );
   });
   if (!response.ok) {
-    await response.body?.cancel();
+    response.discard();
     throw new OperationError(
       `registry ${request.host}: token request to ${realm.origin}${realm.pathname} failed with HTTP ${response.status}`,
       {
@@ -146,7 +146,7 @@ async function sendTokenRequest(
   realm: URL,
   request: TokenRequest,
   identityToken: string | undefined,
-): Promise<Response> {
+): Promise<HttpResponse> {
   const signal = AbortSignal.timeout(tokenTimeoutMs);
   if (identityToken) {
     const form = new URLSearchParams({
@@ -157,7 +157,7 @@ async function sendTokenRequest(
     if (request.service) form.set("service", request.service);
     // The token spec joins several scopes with spaces in the form body.
     if (request.scopes.length > 0) form.set("scope", request.scopes.join(" "));
-    return fetchLogged(`token service ${realm.host}`, realm, {
+    return requestLogged(`token service ${realm.host}`, realm, {
       method: "POST",
       headers: { "content-type": "application/x-www-form-urlencoded" },
       body: form.toString(),
@@ -168,7 +168,7 @@ async function sendTokenRequest(
   if (request.service) url.searchParams.set("service", request.service);
   for (const scope of request.scopes) url.searchParams.append("scope", scope);
   const authorization = request.auth ? basicAuthorization(request.auth) : undefined;
-  return fetchLogged(`token service ${url.host}`, url, {
+  return requestLogged(`token service ${url.host}`, url, {
     headers: authorization ? { authorization } : {},
     signal,
   });

@@ -1,3 +1,4 @@
+import { Readable } from "node:stream";
 import { dockerConfigPath, resolveRegistryAuth, type RegistryAuth } from "../docker/auth.js";
 import { InterruptedError, OperationError } from "../errors.js";
 import { isDigest } from "../names.js";
@@ -5,10 +6,12 @@ import { basicAuthorization, fetchToken, forgetToken, parseChallenges } from "./
 import {
   describeCause,
   describeRequest,
-  fetchLogged,
   httpError,
   insecureRegistriesVariable,
   registryBaseUrl,
+  requestLogged,
+  type HttpRequest,
+  type HttpResponse,
   type RequestLabel,
 } from "./http.js";
 import {
@@ -62,7 +65,7 @@ interface SendOptions {
   /** Token scopes the request needs, such as `repository:team/app:pull`. */
   scopes: readonly string[];
   headers?: Record<string, string>;
-  body?: Uint8Array | ReadableStream<Uint8Array>;
+  body?: Uint8Array | Readable;
   /** Statuses returned to the caller; any other status throws an OperationError. */
   expected: readonly number[];
   /** Whether a timeout applies; off for blob transfers, whose size has no limit. @default true */
@@ -77,7 +80,7 @@ export const pushScope = (repository: string) => `repository:${repository}:pull,
 const catalogScope = "registry:catalog:*";
 
 /**
- * A minimal client for the OCI distribution API of one registry host, over `fetch`.
+ * A minimal client for the OCI distribution API of one registry host, over node:http and node:https.
  * It authenticates on demand: after a 401 it reads `WWW-Authenticate` and retries once with
  * Basic credentials from the Docker config, or with a bearer token from the challenge's realm.
  */
@@ -107,7 +110,7 @@ export class RegistryClient {
    */
   async checkApi(): Promise<void> {
     const response = await this.send({ method: "GET", url: "/v2/", scopes: [], expected: [200] });
-    await response.body?.cancel();
+    response.discard();
   }
 
   /**
@@ -142,10 +145,10 @@ export class RegistryClient {
       expected: [200, 404],
     });
     if (response.status === 404) {
-      await response.body?.cancel();
+      response.discard();
       return undefined;
     }
-    const bytes = Buffer.from(await response.arrayBuffer());
+    const bytes = await response.bytes();
     const digest = sha256Digest(bytes);
     if (isDigest(reference) && digest !== reference) {
       throw new OperationError(
@@ -172,7 +175,7 @@ export class RegistryClient {
       body: bytes,
       expected: [201],
     });
-    await response.body?.cancel();
+    response.discard();
     return response.headers.get("docker-content-digest") ?? sha256Digest(bytes);
   }
 
@@ -184,7 +187,7 @@ export class RegistryClient {
       scopes: [`repository:${repository}:delete`],
       expected: [202],
     });
-    await response.body?.cancel();
+    response.discard();
   }
 
   /** Lists a repository's tags across all pages; an unknown repository has none. */
@@ -237,7 +240,7 @@ export class RegistryClient {
       scopes: [pushScope(repository), pullScope(from)],
       expected: [201, 202],
     });
-    await response.body?.cancel();
+    response.discard();
     if (response.status === 201) return "mounted";
     const location = this.locationOf(response, "POST", `/v2/${repository}/blobs/uploads/`);
     await this.streamUpload(repository, location, digest, { client: this, repository: from });
@@ -245,7 +248,7 @@ export class RegistryClient {
   }
 
   /** Opens a blob for reading; the caller consumes or cancels the body. */
-  async openBlob(repository: string, digest: string): Promise<Response> {
+  async openBlob(repository: string, digest: string): Promise<HttpResponse> {
     return this.send({
       method: "GET",
       url: `/v2/${repository}/blobs/${digest}`,
@@ -275,7 +278,7 @@ export class RegistryClient {
       scopes: [pushScope(repository)],
       expected: [202],
     });
-    await response.body?.cancel();
+    response.discard();
     return this.locationOf(response, "POST", path);
   }
 
@@ -283,7 +286,7 @@ export class RegistryClient {
     repository: string,
     location: URL,
     digest: string,
-    body: Uint8Array | ReadableStream<Uint8Array>,
+    body: Uint8Array | Readable,
     length: number,
   ): Promise<void> {
     const url = new URL(location);
@@ -297,12 +300,12 @@ export class RegistryClient {
       headers,
       body,
       expected: [201],
-      timeout: !(body instanceof ReadableStream),
+      timeout: !(body instanceof Readable),
     });
-    await response.body?.cancel();
+    response.discard();
   }
 
-  private locationOf(response: Response, method: string, path: string): URL {
+  private locationOf(response: HttpResponse, method: string, path: string): URL {
     const location = response.headers.get("location");
     if (!location) {
       throw new OperationError(
@@ -331,7 +334,7 @@ export class RegistryClient {
       }
       const response = await this.send({ method: "GET", url, scopes, expected: [200, 404] });
       if (response.status === 404) {
-        await response.body?.cancel();
+        response.discard();
         return items;
       }
       const body = (await response.json()) as Record<string, unknown> | null;
@@ -350,20 +353,22 @@ export class RegistryClient {
    * picks Basic or Bearer, and the request is sent once more. A request with a streamed body
    * cannot be sent again, so it relies on auth that an earlier request set up.
    */
-  private async send(options: SendOptions): Promise<Response> {
+  private async send(options: SendOptions): Promise<HttpResponse> {
     const url = typeof options.url === "string" ? new URL(options.url, this.baseUrl) : options.url;
     const label: RequestLabel = { host: this.host, method: options.method, url };
     const sameOrigin = url.origin === this.baseUrl.origin;
-    const streamed = options.body instanceof ReadableStream;
+    const streamed = options.body instanceof Readable;
     for (let attempt = 1; ; attempt++) {
-      const headers = new Headers(options.headers);
+      const headers: Record<string, string> = {};
+      for (const [name, value] of Object.entries(options.headers ?? {})) {
+        headers[name.toLowerCase()] = value;
+      }
       const authorization = sameOrigin ? await this.authorization(options.scopes) : undefined;
-      if (authorization) headers.set("authorization", authorization);
-      const response = await this.fetch(label, {
+      if (authorization) headers.authorization = authorization;
+      const response = await this.request(label, {
         method: options.method,
         headers,
         ...(options.body === undefined ? {} : { body: options.body }),
-        ...(streamed ? { duplex: "half" } : {}),
         ...this.abortSignal(options.timeout !== false),
       });
       if (response.status === 401 && sameOrigin && attempt === 1 && !streamed) {
@@ -371,7 +376,12 @@ export class RegistryClient {
         continue;
       }
       if (options.expected.includes(response.status)) return response;
-      if (response.status === 401 && attempt > 1 && (await this.loadCredentials())) {
+      // A failure to load credentials here must not leave the response unread.
+      const credentials =
+        response.status === 401 && attempt > 1
+          ? await this.loadCredentials().catch(() => undefined)
+          : undefined;
+      if (credentials) {
         const file = dockerConfigPath(this.env);
         const hint = `the registry rejected the credentials that ${file} gives for ${this.host}; log in again with: docker login ${this.host}`;
         throw await httpError(label, response, hint);
@@ -381,9 +391,9 @@ export class RegistryClient {
   }
 
   /**
-   * Returns the `signal` option for fetch: the caller's signal, the timeout, both or neither.
-   * NOTE: fetch applies the signal to the response body too, so an abort while a caller reads
-   * a body throws fetch's AbortError (exit 1) instead of an InterruptedError.
+   * Returns the `signal` option of a request: the caller's signal, the timeout, both or neither.
+   * NOTE: the signal applies to the response body too, so an abort while a caller reads a body
+   * throws an AbortError (exit 1) instead of an InterruptedError.
    */
   private abortSignal(timeout: boolean): { signal?: AbortSignal } {
     const signals = [
@@ -394,12 +404,9 @@ export class RegistryClient {
     return { signal: signals.length === 1 ? signals[0] : AbortSignal.any(signals) };
   }
 
-  private async fetch(
-    label: RequestLabel,
-    init: RequestInit & { duplex?: string },
-  ): Promise<Response> {
+  private async request(label: RequestLabel, init: HttpRequest): Promise<HttpResponse> {
     try {
-      return await fetchLogged(`registry ${this.host}`, label.url, init);
+      return await requestLogged(`registry ${this.host}`, label.url, init);
     } catch (error) {
       if (this.signal?.aborted) {
         throw new InterruptedError(`${describeRequest(label)} interrupted`, { cause: error });
@@ -418,27 +425,27 @@ export class RegistryClient {
   /** Reads a 401's challenge and chooses how the next request authenticates. */
   private async applyChallenge(
     label: RequestLabel,
-    response: Response,
+    response: HttpResponse,
     scopes: readonly string[],
   ): Promise<void> {
     const challenges = parseChallenges(response.headers.get("www-authenticate") ?? "");
     const bearer = challenges.find((challenge) => challenge.scheme === "bearer");
     const realm = bearer?.params.realm;
+    const basic = challenges.some((challenge) => challenge.scheme === "basic");
+    // Released before anything else can fail, so that its connection does not stay busy.
+    if ((bearer && realm) || basic) response.discard();
     if (bearer && realm) {
       this.scheme = { kind: "bearer", realm, service: bearer.params.service };
       // A cached token the registry refused is no use for the retry.
       forgetToken(await this.tokenRequest(realm, bearer.params.service, scopes));
-      await response.body?.cancel();
       return;
     }
-    if (challenges.some((challenge) => challenge.scheme === "basic")) {
+    if (basic) {
       const auth = await this.loadCredentials();
       if (auth && basicAuthorization(auth)) {
         this.scheme = { kind: "basic" };
-        await response.body?.cancel();
         return;
       }
-      await response.body?.cancel();
       throw new OperationError(
         `${describeRequest(label)} failed with HTTP 401: the registry requires a login, and the Docker config has no credentials for ${this.host}`,
         { hint: `log in with: docker login ${this.host}` },
