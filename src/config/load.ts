@@ -3,11 +3,13 @@ import { createRequire } from "node:module";
 import path from "node:path";
 import { cosmiconfig, defaultLoaders, type Loader } from "cosmiconfig";
 import { UsageError } from "../errors.js";
-import { isImage, type Image } from "../image/image.js";
+import { Image as ImageClass, isImage, type Image } from "../image/image.js";
 import { validateImage, type Problem } from "../image/validate.js";
 import { isValidName, maxRepositoryLength, nameGrammar, parseRegistry } from "../names.js";
 import { isBundled, packagePath } from "../package-root.js";
+import { closestMatch } from "../util/similar.js";
 import { configFileNames, packageJsonKey } from "./files.js";
+import { recordConfigInputs, type ConfigInputs } from "./inputs.js";
 import { imageFromJson } from "./from-json.js";
 
 /** A config that loaded and passed validation. */
@@ -19,6 +21,8 @@ export interface LoadedConfig {
   registry: string | undefined;
   index: "local" | "registry" | undefined;
   images: ReadonlyMap<string, Image>;
+  /** What the config read while it was evaluated, which decides whether a cached result holds. */
+  inputs?: ConfigInputs;
 }
 
 // The package entry, so that `import { Image } from "modal-image"` in a config loads the same
@@ -128,10 +132,58 @@ async function readConfigFile(
     const file = (error as { filepath?: string }).filepath ?? named ?? "the config file";
     const reason = error instanceof Error ? error.message : String(error);
     throw new UsageError(`failed to load ${file}: ${reason}`, {
-      hint: "fix the file so it loads, and export the config as its default export",
+      hint: loadFailureHint(error, file),
       cause: error,
     });
   }
+}
+
+/**
+ * Says what to fix in a config that threw while it loaded: a method that Image lacks, with the
+ * closest one, or a syntax error, each with the line that the error's stack names in the file.
+ */
+function loadFailureHint(error: unknown, file: string): string {
+  const line = errorLine(error, file);
+  const at = line === undefined ? "" : ` at line ${line}`;
+  const missing =
+    error instanceof TypeError ? /\.(\w+) is not a function/.exec(error.message)?.[1] : undefined;
+  if (missing !== undefined && !imageMethodNames().includes(missing)) {
+    const guess = closestMatch(missing, imageMethodNames());
+    return guess
+      ? `Image has no method ${missing}${at}; did you mean ${guess}?`
+      : `Image has no method ${missing}${at}; its methods are ${imageMethodNames().join(", ")}`;
+  }
+  // jiti reports a TypeScript parse error as a plain Error whose message starts "ParseError:".
+  if (
+    error instanceof SyntaxError ||
+    (error instanceof Error && error.message.startsWith("ParseError:"))
+  ) {
+    return `fix the syntax error${at}`;
+  }
+  return `fix the file so it loads${at}, and export the config as its default export`;
+}
+
+/** Returns the line of `file` where the error was thrown, from the first stack frame there. */
+function errorLine(error: unknown, file: string): number | undefined {
+  if (!(error instanceof Error) || error.stack === undefined) return undefined;
+  for (const frame of error.stack.split("\n")) {
+    const index = frame.indexOf(`${file}:`);
+    if (index === -1) continue;
+    const line = /^(\d+):\d+/.exec(frame.slice(index + file.length + 1))?.[1];
+    if (line !== undefined) return Number(line);
+  }
+  return undefined;
+}
+
+/** The names of Image's constructors and layer methods, for a hint about a mistyped one. */
+function imageMethodNames(): string[] {
+  const statics = Object.getOwnPropertyNames(ImageClass).filter(
+    (name) => typeof (ImageClass as unknown as Record<string, unknown>)[name] === "function",
+  );
+  const layers = Object.getOwnPropertyNames(ImageClass.prototype).filter(
+    (name) => name !== "constructor",
+  );
+  return [...statics, ...layers];
 }
 
 function toImage(key: string, value: unknown, problems: Problem[]): Image | undefined {
@@ -232,6 +284,8 @@ export async function loadConfig(
   options: { configPath?: string; cwd?: string } = {},
 ): Promise<LoadedConfig> {
   const cwd = options.cwd ?? process.cwd();
-  const { filepath, config } = await readConfigFile(options.configPath, cwd);
-  return validateConfig(config, filepath);
+  const { result, inputs } = await recordConfigInputs(() =>
+    readConfigFile(options.configPath, cwd),
+  );
+  return { ...validateConfig(result.config, result.filepath), inputs };
 }

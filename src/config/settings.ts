@@ -1,6 +1,7 @@
 import fs from "node:fs/promises";
 import path from "node:path";
 import { configFileNames, packageJsonKey } from "./files.js";
+import { inputsUnchanged, type ConfigInputs } from "./inputs.js";
 
 /** The config's settings that commands other than build need: where names live. */
 export interface IndexSettings {
@@ -11,6 +12,8 @@ export interface IndexSettings {
 interface CachedSettings extends IndexSettings {
   /** The config file's path, size and modification time when the settings were read. */
   key: string;
+  /** The environment variables and files the config read, which must still match. */
+  inputs?: ConfigInputs;
 }
 
 const searchPlaces = ["package.json", ...configFileNames];
@@ -24,7 +27,7 @@ async function statFile(file: string) {
  * Returns whether a package.json has a top-level "modal-image" key. One that does not parse is
  * treated as a config, so that loadConfig reports it.
  */
-async function hasConfigKey(file: string): Promise<boolean> {
+export async function hasConfigKey(file: string): Promise<boolean> {
   try {
     const manifest: unknown = JSON.parse(await fs.readFile(file, "utf8"));
     return typeof manifest === "object" && manifest !== null && packageJsonKey in manifest;
@@ -49,10 +52,12 @@ export async function findConfigFile(cwd: string): Promise<string | undefined> {
 /**
  * Reads the config's `index` and `registry` settings. Loading a TypeScript config costs far
  * more than a `resolve`, so the settings are cached in `$MODAL_IMAGE_HOME/cache`, keyed by the
- * config file's path, size and modification time.
+ * config file's path, size and modification time, and by the environment variables and files
+ * the config read while it was evaluated. A config that listed the whole environment is not
+ * cached.
  *
- * NOTE: a config that takes these settings from another file it imports is not re-read when
- * only that other file changes. Touch the config file to refresh the cache.
+ * NOTE: reads that the recording cannot see (fs.promises, child processes, the network, the
+ * clock) do not invalidate the cache. Touch the config file to refresh it.
  */
 export async function readIndexSettings(options: {
   cwd: string;
@@ -67,7 +72,11 @@ export async function readIndexSettings(options: {
   const key = stats ? `${file}\0${stats.size}\0${stats.mtimeMs}` : undefined;
   const cacheFile = path.join(options.home, "cache", "config-settings.json");
   const cached = key ? await readCache(cacheFile) : undefined;
-  const hit = cached?.find((entry) => entry.key === key);
+  const hit = cached?.find(
+    (entry) =>
+      entry.key === key &&
+      (entry.inputs === undefined || inputsUnchanged(entry.inputs, process.env)),
+  );
   if (hit)
     return {
       ...(hit.registry ? { registry: hit.registry } : {}),
@@ -80,10 +89,10 @@ export async function readIndexSettings(options: {
     ...(config.registry ? { registry: config.registry } : {}),
     ...(config.index ? { index: config.index } : {}),
   };
-  if (key)
+  if (key && config.inputs && !config.inputs.readWholeEnvironment)
     await writeCache(cacheFile, [
       ...(cached ?? []).filter((entry) => !entry.key.startsWith(`${file}\0`)),
-      { key, ...settings },
+      { key, inputs: config.inputs, ...settings },
     ]);
   return settings;
 }
@@ -105,6 +114,6 @@ async function writeCache(file: string, entries: CachedSettings[]): Promise<void
     await fs.writeFile(temporary, JSON.stringify(entries.slice(-50)));
     await fs.rename(temporary, file);
   } catch {
-    await fs.rm(temporary, { force: true });
+    await fs.rm(temporary, { force: true }).catch(() => undefined);
   }
 }

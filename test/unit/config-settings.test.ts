@@ -21,7 +21,63 @@ const config = (index: string) =>
 export default defineConfig({ registry: "127.0.0.1:5000", index: "${index}", images: { a: Image.fromScratch() } });
 `;
 
+const variable = "MODAL_IMAGE_TEST_SETTINGS_REGISTRY";
+
+afterEach(() => {
+  delete process.env[variable];
+});
+
 describe("readIndexSettings", () => {
+  it("reads the config again when a variable it read changes", async () => {
+    await fs.writeFile(
+      path.join(dir, "image.config.ts"),
+      `import { Image } from "modal-image";
+export default { registry: process.env.${variable} ?? "127.0.0.1:5000", images: { a: Image.fromScratch() } };
+`,
+    );
+    const read = () => readIndexSettings({ cwd: dir, configPath: undefined, home });
+
+    expect((await read()).registry).toBe("127.0.0.1:5000");
+    process.env[variable] = "127.0.0.1:5001";
+    expect((await read()).registry).toBe("127.0.0.1:5001");
+    delete process.env[variable];
+    expect((await read()).registry).toBe("127.0.0.1:5000");
+  });
+
+  it("reads the config again when a module it imports changes", async () => {
+    const helper = path.join(dir, "registry.ts");
+    await fs.writeFile(helper, 'export const registry = "127.0.0.1:5000";\n');
+    await fs.writeFile(
+      path.join(dir, "image.config.ts"),
+      `import { Image } from "modal-image";
+import { registry } from "./registry.ts";
+export default { registry, images: { a: Image.fromScratch() } };
+`,
+    );
+    const read = () => readIndexSettings({ cwd: dir, configPath: undefined, home });
+    expect((await read()).registry).toBe("127.0.0.1:5000");
+
+    await fs.writeFile(helper, 'export const registry = "127.0.0.1:5001";\n');
+    await fs.utimes(helper, new Date(), new Date(Date.now() + 5_000));
+
+    expect((await read()).registry).toBe("127.0.0.1:5001");
+  });
+
+  it("does not cache a config that lists the environment", async () => {
+    await fs.writeFile(
+      path.join(dir, "image.config.ts"),
+      `import { Image } from "modal-image";
+const names = Object.keys(process.env);
+export default { registry: names.includes("${variable}") ? "127.0.0.1:5001" : "127.0.0.1:5000", images: { a: Image.fromScratch() } };
+`,
+    );
+    const read = () => readIndexSettings({ cwd: dir, configPath: undefined, home });
+
+    expect((await read()).registry).toBe("127.0.0.1:5000");
+    process.env[variable] = "set";
+    expect((await read()).registry).toBe("127.0.0.1:5001");
+  });
+
   it("returns nothing without a config", async () => {
     expect(await readIndexSettings({ cwd: dir, configPath: undefined, home })).toEqual({});
   });

@@ -166,6 +166,45 @@ export default defineConfig({
     expect(error.message).toMatch(pattern);
   });
 
+  it("suggests the method a TypeScript config mistyped", async () => {
+    await write(
+      "image.config.ts",
+      [
+        'import { defineConfig, Image } from "modal-image";',
+        "export default defineConfig({",
+        '  images: { app: Image.fromRegistry("busybox:latest").aptInstal("git") },',
+        "});",
+        "",
+      ].join("\n"),
+    );
+
+    const error = await loadError({ cwd: dir });
+
+    expect(error.message).toMatch(/aptInstal is not a function/);
+    expect(error.hint).toBe("Image has no method aptInstal at line 3; did you mean aptInstall?");
+  });
+
+  it("lists the methods for a name far from all of them", async () => {
+    await write(
+      "image.config.ts",
+      'import { Image } from "modal-image";\nexport default { images: { a: Image.fromScratch().frobnicate() } };\n',
+    );
+
+    const error = await loadError({ cwd: dir });
+
+    expect(error.hint).toMatch(
+      /^Image has no method frobnicate at line 2; its methods are .*aptInstall/,
+    );
+  });
+
+  it("points at the line of a syntax error", async () => {
+    await write("image.config.ts", "export default {\n  images: {,\n};\n");
+
+    const error = await loadError({ cwd: dir });
+
+    expect(error.hint).toBe("fix the syntax error at line 2");
+  });
+
   it("fails clearly when no config exists", async () => {
     const error = await loadError({ cwd: dir });
     expect(error.message).toContain("no config file found");
