@@ -45,10 +45,27 @@ export class BuildError extends OperationError {
   constructor(daemonText: string, step: BuildStep | undefined, stepOutput: readonly string[]) {
     super(
       step ? `build failed at ${formatStep(step)}: ${daemonText}` : `build failed: ${daemonText}`,
+      { hint: buildFailureHint(stepOutput) },
     );
     this.step = step;
     this.stepOutput = stepOutput;
   }
+}
+
+/** Says what to do about a failed step, naming a missing package when apt or pip reports one. */
+function buildFailureHint(stepOutput: readonly string[]): string {
+  const output = stepOutput.join("\n");
+  const apt = /Unable to locate package (\S+)/.exec(output)?.[1];
+  if (apt !== undefined) {
+    return `Debian has no package named ${apt}: fix the name in aptInstall (apt-cache search shows the names), then build again`;
+  }
+  const pip = /No matching distribution found for (\S+)/.exec(output)?.[1];
+  if (pip !== undefined) {
+    return `the package index has no release of ${pip} for this Python: fix the name or version, then build again`;
+  }
+  return stepOutput.length > 0
+    ? "the step's last output above shows why it failed; fix that step in the config, then build again"
+    : "fix that step in the config, then build again";
 }
 
 /** Formats a step as `step 3/7: RUN ...`, shortening long instructions. */

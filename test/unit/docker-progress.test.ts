@@ -405,3 +405,28 @@ describe("formatStep", () => {
     expect(formatted.endsWith("...")).toBe(true);
   });
 });
+
+describe("BuildError hint", () => {
+  const step = { index: 2, total: 3, instruction: "RUN apt-get install -y nope" };
+
+  it("names a package apt cannot find", () => {
+    const error = new BuildError("exit code 100", step, ["E: Unable to locate package nope"]);
+
+    expect(error.hint).toMatch(/^Debian has no package named nope: fix the name in aptInstall/);
+  });
+
+  it("names a package pip cannot find", () => {
+    const output = ["ERROR: No matching distribution found for nopkg==9"];
+
+    const error = new BuildError("exit code 1", step, output);
+
+    expect(error.hint).toMatch(/has no release of nopkg==9/);
+  });
+
+  it("points at the output otherwise", () => {
+    expect(new BuildError("exit code 2", step, ["boom"]).hint).toMatch(/last output above/);
+    expect(new BuildError("exit code 2", step, []).hint).toBe(
+      "fix that step in the config, then build again",
+    );
+  });
+});
