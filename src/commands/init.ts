@@ -1,6 +1,7 @@
 import fs from "node:fs/promises";
 import path from "node:path";
-import { configFileNames } from "../config/files.js";
+import { configFileNames, packageJsonKey } from "../config/files.js";
+import { hasConfigKey } from "../config/settings.js";
 import { UsageError } from "../errors.js";
 
 export interface InitOptions {
@@ -39,6 +40,16 @@ export async function init(options: InitOptions = {}): Promise<string> {
           : "edit it, or pass --force to replace image.config.ts",
       });
     }
+  }
+  // package.json comes first in the search, so its config would hide the new file.
+  const manifest = path.join(dir, "package.json");
+  if (
+    (await fs.stat(manifest).catch(() => undefined))?.isFile() &&
+    (await hasConfigKey(manifest))
+  ) {
+    throw new UsageError(`a config already exists: the "${packageJsonKey}" key of ${manifest}`, {
+      hint: `edit it, or remove the "${packageJsonKey}" key from package.json first; that config is read before image.config.ts`,
+    });
   }
   await fs.writeFile(file, starterConfig, { flag: options.force ? "w" : "wx" });
   return file;

@@ -207,6 +207,32 @@ describe("init", () => {
     }
   });
 
+  it("keeps a package.json config and exits 2, also with --force", async () => {
+    const fresh = await createProject("modal-image-init-");
+    try {
+      const manifest = JSON.stringify({ name: "x", "modal-image": { images: {} } });
+      await fresh.write("package.json", manifest);
+      for (const args of [["init"], ["init", "--force"]]) {
+        const result = await fresh.cli(args);
+        expect(result.exitCode).toBe(2);
+        expect(result.stderr).toContain(path.join(fresh.dir, "package.json"));
+      }
+      await expect(readFile(path.join(fresh.dir, "image.config.ts"), "utf8")).rejects.toThrow();
+    } finally {
+      await fresh.cleanup();
+    }
+  });
+
+  it("writes a config beside a package.json without the key", async () => {
+    const fresh = await createProject("modal-image-init-");
+    try {
+      await fresh.write("package.json", JSON.stringify({ name: "x" }));
+      expect((await fresh.cli(["init"])).exitCode).toBe(0);
+    } finally {
+      await fresh.cleanup();
+    }
+  });
+
   it("replaces image.config.ts only with --force", async () => {
     const fresh = await createProject("modal-image-init-");
     try {
