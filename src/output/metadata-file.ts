@@ -31,6 +31,12 @@ export async function checkMetadataPath(file: string, cwd = process.cwd()): Prom
 
   const absolute = path.resolve(cwd, file);
   const existing = await fs.stat(absolute).catch(() => undefined);
+  const link = await fs.lstat(absolute).catch(() => undefined);
+  if (existing === undefined && link?.isSymbolicLink()) {
+    const target = path.resolve(path.dirname(absolute), await fs.readlink(absolute));
+    const hint = "point the link at a path in an existing directory, or name another file";
+    throw invalidPath(file, `it is a symbolic link to ${target}, which cannot be resolved`, hint);
+  }
   if (existing?.isDirectory()) {
     const hint = `name a file inside it: ${path.join(file, "metadata.json")}`;
     throw invalidPath(file, "it is a directory", hint);

@@ -80,6 +80,14 @@ describe("metadata file", () => {
     ["empty path", () => "", /the path is empty/],
     ["missing directory", () => "missing/meta.json", /directory .*missing does not exist/],
     [
+      "a dangling symbolic link",
+      async (dir) => {
+        await fs.symlink(path.join(dir, "missing", "x.json"), path.join(dir, "dangling.json"));
+        return "dangling.json";
+      },
+      /symbolic link to .*missing\/x\.json, which cannot be resolved/,
+    ],
+    [
       "a directory",
       async (dir) => {
         await fs.mkdir(path.join(dir, "sub"));
