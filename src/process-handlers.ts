@@ -1,5 +1,8 @@
 import { ExitCode } from "./errors.js";
 
+/** Time that cleanup gets after the first signal before the process exits anyway. */
+const cleanupGraceMs = 10_000;
+
 /**
  * Installs the CLI's process handlers and returns the signal that the first SIGINT or SIGTERM
  * aborts. Both entry points, the full CLI and the fast path, call it once.
@@ -23,6 +26,16 @@ export function installProcessHandlers(): AbortSignal {
         process.stderr.write("cleaning up; interrupt once more to exit without cleanup\n");
       }
       if (signalCount > 2) process.exit(ExitCode.interrupted);
+      if (signalCount === 1) {
+        // Work that does not watch the signal, such as a config that never finishes loading or
+        // a daemon that never answers, must not keep the process alive after one signal.
+        setTimeout(() => {
+          process.stderr.write(
+            `error: interrupted; cleanup did not finish within ${cleanupGraceMs / 1000} s\n`,
+          );
+          process.exit(ExitCode.interrupted);
+        }, cleanupGraceMs).unref();
+      }
       interruption.abort(new Error(`received ${signal}`));
     });
   }

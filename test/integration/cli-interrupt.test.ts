@@ -229,3 +229,31 @@ describe.skipIf(skipIntegration)("registry work interrupted", () => {
     });
   }
 });
+
+describe.skipIf(skipIntegration)("work that ignores the signal", () => {
+  let project: TestProject;
+
+  beforeAll(async () => {
+    project = await createProject();
+  });
+
+  afterAll(async () => {
+    await project.cleanup();
+  });
+
+  it("exits 130 after the cleanup time", async () => {
+    // The config never finishes loading and watches no signal, so only the grace timer ends it.
+    await project.write(
+      "image.config.ts",
+      'console.error("loading");\nawait new Promise(() => setInterval(() => undefined, 1000));\nexport default {};\n',
+    );
+    const tmpdir = await fs.mkdtemp(path.join(project.dir, "tmp-"));
+    const child = startCli(project, ["build"], tmpdir);
+    await whileRunning(child, stderrContains(child, "loading"));
+
+    const result = await interrupt(child, "SIGINT");
+
+    expect(result.exitCode).toBe(130);
+    expect(result.stderr).toContain("cleanup did not finish within 10 s");
+  });
+});
