@@ -2,6 +2,7 @@ import fs from "node:fs/promises";
 import path from "node:path";
 import { configFileNames, packageJsonKey } from "./files.js";
 import { inputsUnchanged, type ConfigInputs } from "./inputs.js";
+import { writeFileAtomically } from "../util/atomic-write.js";
 
 /** The config's settings that commands other than build need: where names live. */
 export interface IndexSettings {
@@ -108,12 +109,10 @@ async function readCache(file: string): Promise<CachedSettings[] | undefined> {
 
 /** Replaces the cache file atomically; a cache that cannot be written is only slower. */
 async function writeCache(file: string, entries: CachedSettings[]): Promise<void> {
-  const temporary = `${file}.${process.pid}.tmp`;
   try {
     await fs.mkdir(path.dirname(file), { recursive: true });
-    await fs.writeFile(temporary, JSON.stringify(entries.slice(-50)));
-    await fs.rename(temporary, file);
+    await writeFileAtomically(file, JSON.stringify(entries.slice(-50)));
   } catch {
-    await fs.rm(temporary, { force: true }).catch(() => undefined);
+    // The cache only saves time; a failed write leaves the next run to load the config again.
   }
 }

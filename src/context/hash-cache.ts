@@ -1,8 +1,9 @@
-import { createHash, randomBytes } from "node:crypto";
+import { createHash } from "node:crypto";
 import fs from "node:fs/promises";
 import path from "node:path";
 import type { ContextEntry, ContextSource } from "./collect.js";
 import { digestFileContent, type FileDigester } from "./hash.js";
+import { writeFileAtomically } from "../util/atomic-write.js";
 
 /** One file's stat key and content digest, as stored in a cache file. */
 interface CachedDigest {
@@ -112,7 +113,7 @@ export class FileDigestCache {
       for (const source of this.sources) {
         const files = Object.fromEntries(this.next.get(source) ?? []);
         const content: CacheFile = { version: cacheVersion, source, files };
-        await writeAtomically(this.fileFor(source), JSON.stringify(content));
+        await writeFileAtomically(this.fileFor(source), JSON.stringify(content));
       }
       await pruneCacheFiles(this.directory);
     } catch {
@@ -189,17 +190,6 @@ function isCachedDigest(value: unknown): value is CachedDigest {
     typeof record.digest === "string" &&
     /^sha256:[0-9a-f]{64}$/.test(record.digest)
   );
-}
-
-async function writeAtomically(file: string, content: string): Promise<void> {
-  const temporary = `${file}.${process.pid}.${randomBytes(4).toString("hex")}.tmp`;
-  try {
-    await fs.writeFile(temporary, content);
-    await fs.rename(temporary, file);
-  } catch (error) {
-    await fs.rm(temporary, { force: true });
-    throw error;
-  }
 }
 
 /** Removes the least recently written cache files beyond `maxCacheFiles`. */

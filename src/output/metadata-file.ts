@@ -1,8 +1,8 @@
-import { randomBytes } from "node:crypto";
 import fs from "node:fs/promises";
 import path from "node:path";
 import type { BuildResult, BuiltImage } from "../commands/build.js";
 import { OperationError, UsageError } from "../errors.js";
+import { writeFileAtomically } from "../util/atomic-write.js";
 
 /**
  * One image in the metadata file: its `build --json` object, plus the keys that
@@ -86,19 +86,11 @@ export function metadataOf(result: BuildResult): Record<string, MetadataEntry> {
  * whole new one, and a failure leaves the old file as it was.
  */
 export async function writeMetadataFile(file: string, result: BuildResult): Promise<void> {
-  const dir = path.dirname(file);
-  const temporary = path.join(dir, `.${path.basename(file)}.${randomBytes(6).toString("hex")}.tmp`);
   try {
-    const handle = await fs.open(temporary, "wx");
-    try {
-      await handle.writeFile(`${JSON.stringify(metadataOf(result), null, 2)}\n`);
-      await handle.sync();
-    } finally {
-      await handle.close();
-    }
-    await fs.rename(temporary, file);
+    await writeFileAtomically(file, `${JSON.stringify(metadataOf(result), null, 2)}\n`, {
+      sync: true,
+    });
   } catch (error) {
-    await fs.rm(temporary, { force: true });
     const published = result.images.some((image) => image.published.length > 0);
     throw new OperationError(
       `the build succeeded${published ? " and its names were published" : ""}, but writing the metadata file ${file} failed: ${(error as Error).message}`,
