@@ -4,6 +4,7 @@ import path from "node:path";
 import { execa } from "execa";
 import { z } from "zod";
 import { OperationError, UsageError } from "../errors.js";
+import { isErrnoException } from "./connection.js";
 
 /** Credentials for one registry, in the shape of the Engine API's `X-Registry-Auth` header. */
 export interface RegistryAuth {
@@ -183,10 +184,6 @@ function authFromEntry(
   // `docker login` leaves an entry such as `{}` when a credential store contains the secret.
   const hasCredentials = auth.username || auth.password || auth.identitytoken || auth.registrytoken;
   return hasCredentials ? auth : undefined;
-}
-
-function isErrnoException(error: unknown): error is NodeJS.ErrnoException {
-  return error instanceof Error && "code" in error;
 }
 
 const helperOutputSchema = z.looseObject({

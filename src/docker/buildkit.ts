@@ -6,7 +6,7 @@
  */
 import type Docker from "dockerode";
 import { InterruptedError, ModalImageError, OperationError } from "../errors.js";
-import { connectDocker, toDockerError, type BuildImageOptions } from "./client.js";
+import { connectDocker, destroyStream, toDockerError, type BuildImageOptions } from "./client.js";
 import { BuildKitProgress } from "./buildkit-progress.js";
 import { isRecord, parseJsonLines } from "./progress.js";
 import { openBuildSession, sessionHint, type SecretValues } from "./session.js";
@@ -108,17 +108,12 @@ function refusalOf(error: unknown): OperationError | undefined {
   const message = error instanceof Error ? error.message : String(error);
   if (!/buildkit|builder version|session/i.test(message)) return undefined;
   return new OperationError(
-    `cannot build with secrets: the Docker daemon refused a BuildKit build (${message})`,
+    `cannot build with secrets: the Docker daemon rejected a BuildKit build (${message})`,
     {
       hint: sessionHint,
       cause: error,
     },
   );
-}
-
-function destroyStream(stream: NodeJS.ReadableStream): void {
-  const destroy: unknown = (stream as { destroy?: unknown }).destroy;
-  if (typeof destroy === "function") (destroy as () => void).call(stream);
 }
 
 /**

@@ -112,7 +112,8 @@ function whenAborted(signal: AbortSignal | undefined, onAbort: () => void): () =
   return () => signal.removeEventListener("abort", onAbort);
 }
 
-function destroyStream(stream: NodeJS.ReadableStream): void {
+/** Destroys `stream` when it has a `destroy` method, which closes its connection. */
+export function destroyStream(stream: NodeJS.ReadableStream): void {
   if (isDestroyable(stream)) stream.destroy();
 }
 
