@@ -21,6 +21,7 @@ import {
   secretMountsOf,
   type SecretValue,
 } from "./secrets.js";
+import { compareStrings } from "../util/compare.js";
 
 /** An image definition made ready to build: Dockerfile text, context entries and hash. */
 export interface PreparedImage {
@@ -141,7 +142,7 @@ export async function prepareImage(
   }
   const byId = new Map<string, string>();
   for (const [id, value] of secrets) byId.set(id, await secretFingerprint(id, value));
-  const fingerprints = [...byId].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+  const fingerprints = [...byId].sort(([a], [b]) => compareStrings(a, b));
   const extraFiles: PreparedImage["extraFiles"] = [];
   image.steps.forEach((step, index) => {
     if (step.kind !== "runCommands" || !step.options.secrets?.length) return;

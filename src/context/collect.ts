@@ -2,6 +2,7 @@ import { isAbsolute, posix } from "node:path";
 import { UsageError } from "../errors.js";
 import { lstatIfExists, toEntry } from "./entry.js";
 import { collectDirectory, notFound, symlinkSource } from "./walk.js";
+import { compareStrings } from "../util/compare.js";
 
 /** A local file or directory that an image definition adds to the build context. */
 export interface ContextSource {
@@ -70,9 +71,7 @@ export async function collectContext(sources: readonly ContextSource[]): Promise
 export function sortByArchivePath(entries: readonly ContextEntry[]): ContextEntry[] {
   // Below U+D800 the two orders agree, so the common case needs no byte copies of the paths.
   if (!entries.some((entry) => /[\uD800-\uFFFF]/.test(entry.archivePath))) {
-    return [...entries].sort((a, b) =>
-      a.archivePath < b.archivePath ? -1 : a.archivePath > b.archivePath ? 1 : 0,
-    );
+    return [...entries].sort((a, b) => compareStrings(a.archivePath, b.archivePath));
   }
   return entries
     .map((entry) => ({ entry, key: Buffer.from(entry.archivePath, "utf8") }))
