@@ -28,7 +28,7 @@ export function installProcessHandlers(): AbortSignal {
       if (signalCount > 2) process.exit(ExitCode.interrupted);
       if (signalCount === 1) {
         // Work that does not watch the signal, such as a config that never finishes loading or
-        // a daemon that never answers, must not keep the process alive after one signal.
+        // a daemon that never responds, must not keep the process alive after one signal.
         setTimeout(() => {
           process.stderr.write(
             `error: interrupted; cleanup did not finish within ${cleanupGraceMs / 1000} s\n`,

@@ -175,7 +175,7 @@ function errorLine(error: unknown, file: string): number | undefined {
   return undefined;
 }
 
-/** The names of Image's constructors and layer methods, for a hint about a mistyped one. */
+/** Returns the names of Image's constructors and layer methods, for a hint about a mistyped one. */
 function imageMethodNames(): string[] {
   const statics = Object.getOwnPropertyNames(ImageClass).filter(
     (name) => typeof (ImageClass as unknown as Record<string, unknown>)[name] === "function",

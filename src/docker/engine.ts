@@ -25,7 +25,7 @@ export function localDaemonSocket(env: NodeJS.ProcessEnv = process.env): string 
 }
 
 /**
- * Sends `GET path` to the daemon on `socketPath` and returns the parsed JSON answer. A status
+ * Sends `GET path` to the daemon on `socketPath` and returns the parsed JSON response. A status
  * other than 200 throws an OperationError with the daemon's message.
  */
 export async function getEngineJson(
@@ -40,7 +40,7 @@ export async function getEngineJson(
   try {
     parsed = JSON.parse(body);
   } catch (error) {
-    throw failure(action, `the daemon answered ${status} with a body that is not JSON`, error);
+    throw failure(action, `the daemon responded ${status} with a body that is not JSON`, error);
   }
   if (status !== 200) {
     const message = (parsed as { message?: unknown } | null)?.message;
@@ -64,7 +64,7 @@ function get(socketPath: string, requestPath: string): Promise<{ status: number;
       });
     });
     outgoing.setTimeout(queryTimeoutMs, () => {
-      outgoing.destroy(new Error(`no answer from the daemon within ${queryTimeoutMs / 1000} s`));
+      outgoing.destroy(new Error(`no response from the daemon within ${queryTimeoutMs / 1000} s`));
     });
     outgoing.on("error", reject);
     outgoing.end();

@@ -205,7 +205,7 @@ async function upgrade(
         }
         reject(
           new SessionRefusedError(
-            `the Docker daemon refused a BuildKit session (HTTP ${response.statusCode}${message ? `: ${message}` : ""})`,
+            `the Docker daemon rejected a BuildKit session (HTTP ${response.statusCode}${message ? `: ${message}` : ""})`,
             { hint: sessionHint },
           ),
         );

@@ -292,13 +292,13 @@ describe("build with secrets on a daemon that cannot serve them", () => {
     [
       "no session endpoint",
       { apiVersion: "1.41", session: "404", build: "400" },
-      /refused a BuildKit session \(HTTP 404: page not found\)/,
+      /rejected a BuildKit session \(HTTP 404: page not found\)/,
       ["GET /images/json", "GET /version", "POST /session"],
     ],
     [
       "a refused BuildKit build",
       { apiVersion: "1.41", session: "upgrade", build: "400" },
-      /refused a BuildKit build .*buildkit not supported by daemon/,
+      /rejected a BuildKit build .*buildkit not supported by daemon/,
       ["GET /images/json", "GET /version", "POST /session upgrade", "POST /build"],
     ],
   ] as const)(

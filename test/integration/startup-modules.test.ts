@@ -54,7 +54,7 @@ describe.skipIf(skipIntegration)("modules loaded at start-up", () => {
     return modules.filter((module) => module.includes(`${path.sep}dockerode${path.sep}`));
   }
 
-  // Shows that the hook sees dockerode when it loads, so the checks below can fail.
+  // Proves that the hook records dockerode when it loads, so the checks below can fail.
   it("loads dockerode for a forced build", async () => {
     const { exitCode, modules } = await loadedModules(["build", "--json", "--force"]);
 
