@@ -1316,9 +1316,9 @@ function renderPage(report: Report): string {
     "## Start-up",
     "",
     `Median of ${startupRuns} runs. The index holds one name with ${tagsPerName} tags. ` +
-      "`resolve` and `tags` run through the fast path of `bin/modal-image`, which loads one " +
-      "bundled file instead of commander and the command modules; `history` and " +
-      "`node dist/bundle/cli.js` show the full CLI.",
+      "`resolve` and `tags` on the local index run through the fast path of `bin/modal-image`, " +
+      "one CommonJS file that loads neither the ES module loader's chunks nor commander; " +
+      "`history` and `node dist/bundle/cli.js` show the full CLI.",
     "",
     startupTable(report.startup),
     ...caCertsNote(),

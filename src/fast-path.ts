@@ -1,21 +1,28 @@
 /**
- * The plain forms of `resolve` and `tags`, run without commander or the other commands so that
- * scripts calling them in a loop do not pay for loading the whole CLI. `npm run build` bundles
- * this file into `dist/bundle/fast-path.js`, which `bin/modal-image` loads first.
+ * The plain forms of `resolve` and `tags` on the local index, run without commander or the
+ * other commands so that scripts calling them in a loop pay little more than Node's start-up.
+ * `npm run bundle` bundles this file alone into the CommonJS file `dist/bundle/fast-path.cjs`,
+ * which `bin/modal-image` loads first, because Node starts a CommonJS entry sooner than an ES
+ * module one.
  *
  * It accepts only arguments whose meaning is certain without commander: the command, one
  * operand that does not start with `-`, the flags `--json`, `--debug` and (for tags)
  * `-q`/`--quiet`, and the options `-c`/`--config`, `--index` and `--registry` as
- * `--option VALUE` or `--option=VALUE`. For
- * anything else (help, version, unknown options, a missing or extra operand) it returns false
- * before printing anything, and the full CLI runs and reports it. Output, errors and exit codes
- * are those of `src/cli.ts`, because both call the same command functions and error report.
+ * `--option VALUE` or `--option=VALUE`. It also needs the index to be local and the config's
+ * settings to be in the cache. Otherwise (help, version, unknown options, a missing or extra
+ * operand, the registry index, a config to load) it returns false before printing anything,
+ * and the full CLI runs the command. Output, errors and exit codes are those of `src/cli.ts`,
+ * because both call the same index methods and error report.
  *
- * NOTE: with --debug, stack traces name the bundle's files instead of `dist/*.js`.
+ * NOTE: with --debug, stack traces name the bundle's files instead of `src/*.ts`.
  */
+import { indexKindOption, needsConfigSettings } from "./commands/index-choice.js";
 import type { CommandOptions } from "./commands/options.js";
-import { resolve, tags } from "./commands/resolve.js";
+import { lookUpIndexSettings } from "./config/settings.js";
 import { ExitCode } from "./errors.js";
+import { modalImageHome } from "./home.js";
+import { LocalIndex } from "./index-store/local.js";
+import { assertTagsOperand, parseNameRef } from "./names.js";
 import { installProcessHandlers } from "./process-handlers.js";
 import { writeTagTable } from "./output/table.js";
 
@@ -83,16 +90,39 @@ function writeJson(value: unknown): void {
   process.stdout.write(`${JSON.stringify(value, null, 2)}\n`);
 }
 
-async function runCommand(parsed: FastCommand, signal: AbortSignal): Promise<void> {
-  const options: CommandOptions = { ...parsed.options, signal };
+/**
+ * Opens the local index when the command line and the cached config settings choose it.
+ * Returns undefined when the full CLI must decide, which then reports any error.
+ */
+async function openLocalIndex(options: CommandOptions): Promise<LocalIndex | undefined> {
+  try {
+    const home = modalImageHome(process.env);
+    let kind = indexKindOption(options);
+    if (needsConfigSettings(options, kind)) {
+      const lookup = await lookUpIndexSettings({
+        cwd: process.cwd(),
+        configPath: options.configPath,
+        home,
+      });
+      if (!lookup.settings) return undefined;
+      kind ??= lookup.settings.index;
+    }
+    return (kind ?? "local") === "local" ? new LocalIndex(home) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+async function runCommand(parsed: FastCommand, index: LocalIndex): Promise<void> {
   if (parsed.command === "resolve") {
-    const record = await resolve(parsed.operand, options);
+    const record = await index.resolve(parseNameRef(parsed.operand));
     if (parsed.json) writeJson(record);
     else process.stdout.write(`${record.reference}\n`);
     return;
   }
 
-  const records = await tags(parsed.operand, options);
+  assertTagsOperand(parsed.operand);
+  const records = await index.tags(parsed.operand);
   if (parsed.json) {
     writeJson({ name: parsed.operand, tags: records });
     return;
@@ -102,16 +132,18 @@ async function runCommand(parsed: FastCommand, signal: AbortSignal): Promise<voi
 
 /**
  * Runs `args` (the arguments after the program name) if the fast path handles them, setting
- * `process.exitCode`. Returns false, having done nothing, when the full CLI must run instead.
+ * `process.exitCode`. Returns false, having printed nothing, when the full CLI must run instead.
  */
 export async function runFastPath(args: readonly string[]): Promise<boolean> {
   const parsed = parseFastCommand(args);
   if (!parsed) return false;
+  const index = await openLocalIndex(parsed.options);
+  if (!index) return false;
 
-  const signal = installProcessHandlers();
+  installProcessHandlers();
   if (parsed.debug) (await import("./debug-log.js")).enableDebugLog();
   try {
-    await runCommand(parsed, signal);
+    await runCommand(parsed, index);
     process.exitCode = ExitCode.ok;
   } catch (error) {
     // Loaded only here, because it brings in chalk.

@@ -72,6 +72,16 @@ export function assertTag(tag: string): void {
   }
 }
 
+/** Checks the operand of `tags`: a NAME without a tag. */
+export function assertTagsOperand(name: string): void {
+  if (name.includes(":")) {
+    throw new UsageError(`invalid name ${JSON.stringify(name)}: tags takes a NAME without a tag`, {
+      hint: `list the tags with: modal-image tags ${splitNameRef(name).name}`,
+    });
+  }
+  assertName(name);
+}
+
 /** Splits `NAME[:TAG]` at the tag's colon without checking either part. */
 export function splitNameRef(input: string): NameRef {
   const colon = input.lastIndexOf(":");

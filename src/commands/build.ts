@@ -18,7 +18,8 @@ import {
 import { modalImageHome } from "../home.js";
 import type { RegistryClient } from "../registry/client.js";
 import { mapWithConcurrency } from "../util/concurrency.js";
-import { chooseRegistryText, openIndex, type CommandOptions } from "./options.js";
+import { chooseRegistryText } from "./index-choice.js";
+import { openIndex, type CommandOptions } from "./options.js";
 
 export interface BuildOptions extends CommandOptions {
   /** Keys of the definitions to build. @default every definition, or those --publish names */

@@ -4,12 +4,8 @@ import { checkConfig } from "../doctor/config-check.js";
 import { checkIndex } from "../doctor/index-check.js";
 import { checkCredentials, checkRegistry } from "../doctor/registry-check.js";
 import { parseRegistry, type RegistryLocation } from "../names.js";
-import {
-  checkIndexKind,
-  chooseRegistryText,
-  type CommandOptions,
-  type ConfigSettings,
-} from "./options.js";
+import { checkIndexKind, chooseRegistryText, type ConfigSettings } from "./index-choice.js";
+import type { CommandOptions } from "./options.js";
 
 export type { DoctorCheck } from "../doctor/check.js";
 

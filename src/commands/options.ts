@@ -4,6 +4,12 @@ import { LocalIndex } from "../index-store/local.js";
 import type { NameIndex } from "../index-store/types.js";
 import { parseRegistry } from "../names.js";
 import type { ProgressEvent } from "../output/progress.js";
+import {
+  chooseRegistryText,
+  indexKindOption,
+  needsConfigSettings,
+  type ConfigSettings,
+} from "./index-choice.js";
 
 /** Options every command function takes. All are optional for library callers. */
 export interface CommandOptions {
@@ -23,32 +29,6 @@ export interface CommandOptions {
   onProgress?: (event: ProgressEvent) => void;
 }
 
-/** The config's settings, when the caller has already loaded the config. */
-export interface ConfigSettings {
-  index?: "local" | "registry" | undefined;
-  registry?: string | undefined;
-}
-
-export function checkIndexKind(value: string, source: string): "local" | "registry" {
-  if (value === "local" || value === "registry") return value;
-  throw new UsageError(`invalid ${source} ${JSON.stringify(value)}`, {
-    hint: 'use "local" (names in $MODAL_IMAGE_HOME) or "registry" (names are the registry\'s tags)',
-  });
-}
-
-/** Returns the registry setting: --registry, then MODAL_IMAGE_REGISTRY, then the config. */
-export function chooseRegistryText(
-  options: CommandOptions,
-  config: ConfigSettings,
-): { value: string; source: string } | undefined {
-  const env = options.env ?? process.env;
-  if (options.registry !== undefined)
-    return { value: options.registry, source: "--registry value" };
-  if (env.MODAL_IMAGE_REGISTRY)
-    return { value: env.MODAL_IMAGE_REGISTRY, source: "MODAL_IMAGE_REGISTRY" };
-  return config.registry === undefined ? undefined : { value: config.registry, source: "registry" };
-}
-
 /**
  * Opens the name index: --index, then MODAL_IMAGE_INDEX, then the config's `index`, else local.
  * Without `config`, the config's settings are read through a cache, because loading a
@@ -60,16 +40,10 @@ export async function openIndex(
 ): Promise<NameIndex> {
   const env = options.env ?? process.env;
   const home = modalImageHome(env);
-  let kind: "local" | "registry" | undefined;
-  if (options.index !== undefined) kind = checkIndexKind(options.index, "--index value");
-  else if (env.MODAL_IMAGE_INDEX) kind = checkIndexKind(env.MODAL_IMAGE_INDEX, "MODAL_IMAGE_INDEX");
-
+  let kind = indexKindOption(options);
   let settings = config;
-  if (
-    !settings &&
-    (kind === undefined || (kind === "registry" && !chooseRegistryText(options, {})))
-  ) {
-    const { readIndexSettings } = await import("../config/settings.js");
+  if (!settings && needsConfigSettings(options, kind)) {
+    const { readIndexSettings } = await import("../config/index-settings.js");
     settings = await readIndexSettings({
       cwd: options.cwd ?? process.cwd(),
       configPath: options.configPath,

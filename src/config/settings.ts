@@ -50,52 +50,73 @@ export async function findConfigFile(cwd: string): Promise<string | undefined> {
   }
 }
 
+/** The result of looking a config's settings up in the cache. */
+export interface SettingsLookup {
+  /** The settings, or undefined when the config must be loaded to know them. */
+  settings: IndexSettings | undefined;
+  /** The config file, when there is one. */
+  file?: string;
+  /** The cache key of the config file as it is now. */
+  key?: string;
+  /** Every entry in the cache file. */
+  cached?: CachedSettings[];
+}
+
 /**
- * Reads the config's `index` and `registry` settings. Loading a TypeScript config costs far
- * more than a `resolve`, so the settings are cached in `$MODAL_IMAGE_HOME/cache`, keyed by the
- * config file's path, size and modification time, and by the environment variables and files
- * the config read while it was evaluated. A config that listed the whole environment is not
- * cached.
+ * Looks up the config's `index` and `registry` settings in `$MODAL_IMAGE_HOME/cache`, where
+ * they are keyed by the config file's path, size and modification time, and by the
+ * environment variables and files the config read while it was evaluated. Without a config
+ * file the settings are empty.
  *
  * NOTE: reads that the recording cannot see (fs.promises, child processes, the network, the
  * clock) do not invalidate the cache. Touch the config file to refresh it.
  */
-export async function readIndexSettings(options: {
+export async function lookUpIndexSettings(options: {
   cwd: string;
   configPath: string | undefined;
   home: string;
-}): Promise<IndexSettings> {
+}): Promise<SettingsLookup> {
   const file = options.configPath
     ? path.resolve(options.cwd, options.configPath)
     : await findConfigFile(options.cwd);
-  if (!file) return {};
+  if (!file) return { settings: {} };
   const stats = await statFile(file);
-  const key = stats ? `${file}\0${stats.size}\0${stats.mtimeMs}` : undefined;
-  const cacheFile = path.join(options.home, "cache", "config-settings.json");
-  const cached = key ? await readCache(cacheFile) : undefined;
+  if (!stats) return { settings: undefined, file };
+
+  const key = `${file}\0${stats.size}\0${stats.mtimeMs}`;
+  const cached = await readCache(cacheFileIn(options.home));
   const hit = cached?.find(
     (entry) =>
       entry.key === key &&
       (entry.inputs === undefined || inputsUnchanged(entry.inputs, process.env)),
   );
-  if (hit)
-    return {
-      ...(hit.registry ? { registry: hit.registry } : {}),
-      ...(hit.index ? { index: hit.index } : {}),
-    };
-
-  const { loadConfig } = await import("./load.js");
-  const config = await loadConfig({ cwd: options.cwd, configPath: file });
-  const settings: IndexSettings = {
-    ...(config.registry ? { registry: config.registry } : {}),
-    ...(config.index ? { index: config.index } : {}),
+  const settings = hit && {
+    ...(hit.registry ? { registry: hit.registry } : {}),
+    ...(hit.index ? { index: hit.index } : {}),
   };
-  if (key && config.inputs && !config.inputs.readWholeEnvironment)
-    await writeCache(cacheFile, [
-      ...(cached ?? []).filter((entry) => !entry.key.startsWith(`${file}\0`)),
-      { key, inputs: config.inputs, ...settings },
-    ]);
-  return settings;
+  return { settings, file, key, ...(cached ? { cached } : {}) };
+}
+
+/**
+ * Stores the settings of a config that `lookUpIndexSettings` missed, unless the config listed
+ * the whole environment, which no key can cover.
+ */
+export async function cacheIndexSettings(
+  home: string,
+  lookup: SettingsLookup,
+  settings: IndexSettings,
+  inputs: ConfigInputs | undefined,
+): Promise<void> {
+  const { file, key } = lookup;
+  if (!file || !key || !inputs || inputs.readWholeEnvironment) return;
+  await writeCache(cacheFileIn(home), [
+    ...(lookup.cached ?? []).filter((entry) => !entry.key.startsWith(`${file}\0`)),
+    { key, inputs, ...settings },
+  ]);
+}
+
+function cacheFileIn(home: string): string {
+  return path.join(home, "cache", "config-settings.json");
 }
 
 async function readCache(file: string): Promise<CachedSettings[] | undefined> {

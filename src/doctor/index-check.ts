@@ -1,6 +1,7 @@
 import fs from "node:fs/promises";
 import path from "node:path";
-import { openIndex, type CommandOptions, type ConfigSettings } from "../commands/options.js";
+import type { ConfigSettings } from "../commands/index-choice.js";
+import { openIndex, type CommandOptions } from "../commands/options.js";
 import { LocalIndex } from "../index-store/local.js";
 import type { RegistryIndex } from "../index-store/registry.js";
 import { checkTimeoutMs, failedCheck, type DoctorCheck } from "./check.js";

@@ -1,4 +1,3 @@
-import { randomBytes } from "node:crypto";
 import fs from "node:fs/promises";
 import path from "node:path";
 
@@ -11,6 +10,8 @@ export async function writeFileAtomically(
   content: string,
   options: { sync?: boolean } = {},
 ): Promise<void> {
+  // Loaded here because `resolve` imports this module through the settings cache and never writes.
+  const { randomBytes } = await import("node:crypto");
   const suffix = randomBytes(6).toString("hex");
   const temporary = path.join(path.dirname(file), `.${path.basename(file)}.${suffix}.tmp`);
   try {

@@ -84,4 +84,53 @@ describe.skipIf(skipIntegration)("modules loaded at start-up", () => {
     expect(exitCode).toBe(0);
     expect(dockerodeModules(modules)).toEqual([]);
   });
+
+  describe("the CommonJS fast path", () => {
+    // Every chunk of the ES module bundle reads import.meta.url, and the fast path and this
+    // CommonJS hook never do, so Node loads its import.meta module only for the full CLI.
+    const esmHook = `process.on("exit", () => {
+  const loaded = process.moduleLoadList.includes("NativeModule internal/modules/esm/initialize_import_meta");
+  require("node:fs").writeFileSync(process.env.LOADED_MODULES_FILE, JSON.stringify(loaded));
+});
+`;
+
+    async function loadsFullCli(args: readonly string[], env: Record<string, string> = {}) {
+      const hookFile = await project.write("esm-hook.cjs", esmHook);
+      const file = path.join(project.dir, "esm-loaded.json");
+      const result = await project.cli(args, {
+        env: { NODE_OPTIONS: `--require=${hookFile}`, LOADED_MODULES_FILE: file, ...env },
+      });
+      return { exitCode: result.exitCode, loaded: JSON.parse(await readFile(file, "utf8")) };
+    }
+
+    it("serves resolve and tags alone", async () => {
+      // The first run loads the config and caches its settings.
+      await project.cli(["resolve", "missing-name"]);
+
+      for (const args of [
+        ["resolve", "missing-name"],
+        ["tags", "missing-name"],
+      ]) {
+        const { exitCode, loaded } = await loadsFullCli(args);
+        expect(exitCode).toBe(3);
+        expect(loaded).toBe(false);
+      }
+    });
+
+    it("leaves the registry index to the CLI", async () => {
+      const { loaded } = await loadsFullCli(["resolve", "missing-name"], {
+        MODAL_IMAGE_INDEX: "registry",
+        MODAL_IMAGE_REGISTRY: "127.0.0.1:9/none",
+      });
+
+      expect(loaded).toBe(true);
+    });
+
+    it("leaves --help to the CLI", async () => {
+      const { exitCode, loaded } = await loadsFullCli(["resolve", "--help"]);
+
+      expect(exitCode).toBe(0);
+      expect(loaded).toBe(true);
+    });
+  });
 });

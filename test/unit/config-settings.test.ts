@@ -2,7 +2,7 @@ import fs from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { readIndexSettings } from "../../src/config/settings.js";
+import { readIndexSettings } from "../../src/config/index-settings.js";
 
 let dir: string;
 let home: string;
