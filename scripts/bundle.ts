@@ -1,20 +1,73 @@
 // Bundles the CLI and the library entry into dist/bundle/, with the modules they share in
 // common chunks, so that a config's `import "modal-image"` and the CLI load one copy.
 // Dependencies are bundled too, which saves Node from resolving and lexing hundreds of files at
-// every start. Three stay external: dockerode reads .proto files next to its sources, jiti loads
-// its Babel build from a relative path on demand, and typescript is an optional peer of
-// cosmiconfig that this package never uses.
+// every start. Two stay external: jiti loads its Babel build from a relative path on demand, and
+// typescript is an optional peer of cosmiconfig that this package never uses.
 //
-// The fast path of `resolve` and `tags` is a separate CommonJS file, because Node starts a
-// CommonJS entry sooner than an ES module one. It contains its own copy of the few modules it uses,
-// so it must not reach the config loader or the Image classes, whose one copy is in the ES
-// module chunks.
-import { rm } from "node:fs/promises";
+// dockerode and docker-modem are bundled, but three of their modules load only when called (see
+// `lazyRequires`). docker-modem's SSH transport loads ssh2. dockerode's own BuildKit session and
+// progress decoder load gRPC and protobuf, and read .proto files next to their sources. Loaded
+// at start-up they took about 85 ms and 15 MiB in every command that talks to the daemon. This
+// package never calls the two dockerode modules, and needs SSH only for an ssh:// DOCKER_HOST.
+
+import { readFile, rm } from "node:fs/promises";
 import path from "node:path";
-import { build } from "esbuild";
+import { build, type Plugin } from "esbuild";
 
 const outdir = "dist/bundle";
-const external = ["dockerode", "jiti", "typescript"];
+const external = ["jiti", "typescript"];
+
+/** Source edits that make an eager `require` of a dependency's module lazy. */
+const lazyRequires = [
+  {
+    file: "node_modules/docker-modem/lib/modem.js",
+    from: "ssh = require('./ssh'),",
+    to: "ssh = (options) => require('docker-modem/lib/ssh.js')(options),",
+  },
+  {
+    file: "node_modules/dockerode/lib/docker.js",
+    from: "withSession = require('./session'),",
+    to: "withSession = (...args) => require('dockerode/lib/session.js')(...args),",
+  },
+  {
+    file: "node_modules/dockerode/lib/docker.js",
+    from: "var buildkit = require('./buildkit');",
+    to: "var buildkit = require('dockerode/lib/buildkit.js');",
+  },
+];
+
+/**
+ * Applies `lazyRequires` and keeps the modules they name out of the bundle, so that Node loads
+ * the installed files, with their own paths, only when they are called. Fails the build when a
+ * dependency update changed a line the edits expect.
+ */
+const lazyRequirePlugin: Plugin = {
+  name: "lazy-requires",
+  setup(build) {
+    const files = new Set(lazyRequires.map((edit) => path.resolve(edit.file)));
+    build.onResolve(
+      { filter: /^(docker-modem\/lib\/ssh|dockerode\/lib\/(session|buildkit))\.js$/ },
+      (args) => ({
+        path: args.path,
+        external: true,
+      }),
+    );
+    build.onLoad({ filter: /\.js$/ }, async (args) => {
+      if (!files.has(args.path)) return undefined;
+      let contents = await readFile(args.path, "utf8");
+      for (const edit of lazyRequires) {
+        if (path.resolve(edit.file) !== args.path) continue;
+        if (!contents.includes(edit.from)) {
+          throw new Error(
+            `${edit.file} no longer contains ${JSON.stringify(edit.from)}; update scripts/bundle.ts`,
+          );
+        }
+        contents = contents.replace(edit.from, edit.to);
+      }
+      return { contents, loader: "js" };
+    });
+  },
+};
 
 await rm(outdir, { recursive: true, force: true });
 await build({
@@ -26,6 +79,7 @@ await build({
   platform: "node",
   target: "node20.19",
   external,
+  plugins: [lazyRequirePlugin],
   // Bundled CommonJS dependencies call require() for Node's built-in modules.
   banner: {
     js: 'import { createRequire as __createRequire } from "node:module"; const require = __createRequire(import.meta.url);',

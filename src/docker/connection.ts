@@ -38,6 +38,9 @@ export function toDaemonConnectionError(error: unknown): OperationError | undefi
 
 /** Returns the address a connection error was about, as a DOCKER_HOST-style URL. */
 function daemonAddress(error: NodeJS.ErrnoException & { address?: string; port?: number }): string {
+  // Over SSH the failed connection is to the SSH server, whose address only DOCKER_HOST names.
+  const host = process.env.DOCKER_HOST;
+  if (host?.startsWith("ssh://")) return host;
   if (error.address?.startsWith("/")) return `unix://${error.address}`;
   if (error.address) return `tcp://${error.address}${error.port ? `:${error.port}` : ""}`;
   return process.env.DOCKER_HOST || "the default socket";

@@ -103,6 +103,19 @@ describe.skipIf(skipIntegration)("daemon faults", () => {
     await expectNameUnchanged();
   });
 
+  it("reports a closed SSH port", async () => {
+    const address = await closedPort();
+    const host = `ssh://nobody@${address}`;
+    const result = await project.cli(["build", "--publish", name], {
+      env: { DOCKER_HOST: host },
+      timeout: faultTimeoutMs,
+    });
+    expectOneError(result, 1);
+    expect(result.stderr).toContain(`cannot connect to the Docker daemon at ${host}`);
+    expect(result.stderr).toContain("ECONNREFUSED");
+    await expectNameUnchanged();
+  });
+
   it("rejects an invalid DOCKER_HOST before contacting anything", async () => {
     // The registry records every request, so any contact before the check would show.
     const registry = await startFailingRegistry(500);

@@ -1,17 +1,32 @@
-import { readFile } from "node:fs/promises";
+import { readFile, rm } from "node:fs/promises";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { configText, createProject, skipIntegration, type TestProject } from "../helpers/cli.js";
 import { removeImages } from "../helpers/docker.js";
 
-// Loaded into each CLI run with --import: at exit it writes the paths of the CommonJS modules
-// that the process loaded, which include dockerode and its dependencies whenever they load.
-const hookSource = `import { createRequire } from "node:module";
-import { writeFileSync } from "node:fs";
+// Loaded into each CLI run with --import. It registers `loaderHooksSource`, which appends the
+// URL of every ES module to LOADED_MODULES_FILE before the module runs, and at exit it appends
+// the paths of the CommonJS modules in require.cache.
+const hookSource = `import { appendFileSync } from "node:fs";
+import { createRequire, register } from "node:module";
 const require = createRequire(import.meta.url);
+const file = process.env.LOADED_MODULES_FILE;
+register("./loader-hooks.mjs", { parentURL: import.meta.url, data: { file } });
 process.on("exit", () => {
-  writeFileSync(process.env.LOADED_MODULES_FILE, JSON.stringify(Object.keys(require.cache)));
+  appendFileSync(file, Object.keys(require.cache).map((path) => path + "\\n").join(""));
 });
+`;
+
+const loaderHooksSource = `import { appendFileSync } from "node:fs";
+import { fileURLToPath } from "node:url";
+let file;
+export function initialize(data) {
+  file = data.file;
+}
+export async function load(url, context, next) {
+  if (url.startsWith("file:")) appendFileSync(file, fileURLToPath(url) + "\\n");
+  return next(url, context);
+}
 `;
 
 // Unique per test run, because the local build is tagged with the image key as its repository.
@@ -24,6 +39,7 @@ describe.skipIf(skipIntegration)("modules loaded at start-up", () => {
   beforeAll(async () => {
     project = await createProject();
     hook = await project.write("hook.mjs", hookSource);
+    await project.write("loader-hooks.mjs", loaderHooksSource);
     await project.write(
       "image.config.ts",
       configText(
@@ -38,20 +54,40 @@ describe.skipIf(skipIntegration)("modules loaded at start-up", () => {
     await project.cleanup();
   });
 
-  /** Runs the CLI and returns its exit code and the CommonJS module paths it loaded. */
+  /** Runs the CLI and returns its exit code and the paths of the module files it loaded. */
   async function loadedModules(
     args: readonly string[],
   ): Promise<{ exitCode: number; modules: string[] }> {
-    const file = path.join(project.dir, `modules-${args.join("-")}.json`);
+    const file = path.join(project.dir, `modules-${args.join("-")}.txt`);
+    await rm(file, { force: true });
     const result = await project.cli(args, {
       env: { NODE_OPTIONS: `--import=${hook}`, LOADED_MODULES_FILE: file },
     });
-    const modules = JSON.parse(await readFile(file, "utf8")) as string[];
+    const modules = (await readFile(file, "utf8")).split("\n").filter((line) => line !== "");
     return { exitCode: result.exitCode, modules };
   }
 
-  function dockerodeModules(modules: readonly string[]): string[] {
-    return modules.filter((module) => module.includes(`${path.sep}dockerode${path.sep}`));
+  /**
+   * Returns the loaded files that are `pkg`'s own or a bundle chunk that contains its code, which
+   * esbuild marks with a comment naming each bundled source file.
+   */
+  async function filesOf(pkg: string, modules: readonly string[]): Promise<string[]> {
+    const found: string[] = [];
+    for (const module of new Set(modules)) {
+      if (module.includes(`${path.sep}node_modules${path.sep}${pkg}${path.sep}`)) {
+        found.push(module);
+      } else if (
+        module.endsWith(".js") &&
+        (await readFile(module, "utf8")).includes(`// node_modules/${pkg}/`)
+      ) {
+        found.push(module);
+      }
+    }
+    return found;
+  }
+
+  function dockerodeModules(modules: readonly string[]): Promise<string[]> {
+    return filesOf("dockerode", modules);
   }
 
   // Proves that the hook records dockerode when it loads, so the checks below can fail.
@@ -59,7 +95,18 @@ describe.skipIf(skipIntegration)("modules loaded at start-up", () => {
     const { exitCode, modules } = await loadedModules(["build", "--json", "--force"]);
 
     expect(exitCode).toBe(0);
-    expect(dockerodeModules(modules)).not.toEqual([]);
+    expect(await dockerodeModules(modules)).not.toEqual([]);
+  });
+
+  it("loads neither SSH nor gRPC for a forced build", async () => {
+    const { exitCode, modules } = await loadedModules(["build", "--json", "--force"]);
+
+    expect(exitCode).toBe(0);
+    // jiti is a CommonJS module that evaluates the config, so the list is not empty by accident.
+    expect(await filesOf("jiti", modules)).not.toEqual([]);
+    expect(await filesOf("ssh2", modules)).toEqual([]);
+    expect(await filesOf("@grpc/grpc-js", modules)).toEqual([]);
+    expect(await filesOf("protobufjs", modules)).toEqual([]);
   });
 
   it.each([
@@ -73,7 +120,7 @@ describe.skipIf(skipIntegration)("modules loaded at start-up", () => {
 
     // The name lookups exit 3: the index has no such name.
     expect([0, 3]).toContain(exitCode);
-    expect(dockerodeModules(modules)).toEqual([]);
+    expect(await dockerodeModules(modules)).toEqual([]);
   });
 
   it("skips dockerode for an unchanged build", async () => {
@@ -82,7 +129,7 @@ describe.skipIf(skipIntegration)("modules loaded at start-up", () => {
     const { exitCode, modules } = await loadedModules(["build", "--json"]);
 
     expect(exitCode).toBe(0);
-    expect(dockerodeModules(modules)).toEqual([]);
+    expect(await dockerodeModules(modules)).toEqual([]);
   });
 
   describe("the CommonJS fast path", () => {
