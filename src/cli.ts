@@ -152,6 +152,10 @@ addCommonOptions(
       },
       images: string[],
     ) => {
+      // Keeping V8's young generation at its initial size cut the peak RSS of a 1 GiB build from
+      // 155 to 111 MiB for 25% more CPU time. V8 reads this flag at each growth, so it applies now.
+      const { setFlagsFromString } = await import("node:v8");
+      setFlagsFromString("--semi-space-growth-factor=1");
       const { build } = await import("./commands/build.js");
       const renderer = await progress(options);
       const { checkMetadataPath, writeMetadataFile } = await import("./output/metadata-file.js");
