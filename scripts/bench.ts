@@ -995,6 +995,27 @@ function startupTable(result: StartupResult): string {
   );
 }
 
+/**
+ * Compares `resolve` with the bare Node start, the floor for a Node CLI, against its target: as
+ * the machine is set up, and without NODE_EXTRA_CA_CERTS when that was set.
+ */
+function startupTargets(result: StartupResult): Target[] {
+  const limit = 1.3;
+  const pairs = [[result.baseline, `modal-image resolve ${benchName}:${tagName(0)}`]];
+  if (process.env.NODE_EXTRA_CA_CERTS !== undefined) {
+    pairs.push(pairs[0]!.map((label) => `${label}, NODE_EXTRA_CA_CERTS unset`));
+  }
+  return pairs.map(([baseline, command], index) => {
+    const value = result.samples.get(command!)!.median / result.samples.get(baseline!)!.median;
+    return {
+      row: `\`resolve\` ÷ \`${result.baseline}\`${index === 0 ? "" : ", NODE_EXTRA_CA_CERTS unset"}`,
+      value: `${value.toFixed(2)}×`,
+      target: `≤ ${limit}×`,
+      met: value <= limit,
+    };
+  });
+}
+
 function indexTable(small: IndexResult, large: IndexResult, sizes: [IndexSize, IndexSize]) {
   const rows = [...small].map(([label, sample]) => {
     const other = large.get(label)!;
@@ -1322,6 +1343,8 @@ function renderPage(report: Report): string {
     "",
     startupTable(report.startup),
     ...caCertsNote(),
+    "",
+    targetTable(startupTargets(report.startup)),
     "",
     "## Name index at scale",
     "",
