@@ -1,8 +1,9 @@
 import { readFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
-import { execa } from "execa";
-import { z } from "zod";
+// zod/mini, because the full API bundled 600 KB that every push compiled to check three schemas.
+import * as z from "zod/mini";
+import englishMessages from "zod/v4/locales/en.js";
 import { OperationError, UsageError } from "../errors.js";
 import { isErrnoException } from "./connection.js";
 
@@ -15,18 +16,21 @@ export interface RegistryAuth {
   serveraddress: string;
 }
 
+// zod/mini has no messages of its own; these are the ones the full API uses.
+z.config(englishMessages());
+
 const authEntrySchema = z.looseObject({
-  auth: z.string().optional(),
-  username: z.string().optional(),
-  password: z.string().optional(),
-  identitytoken: z.string().optional(),
-  registrytoken: z.string().optional(),
+  auth: z.optional(z.string()),
+  username: z.optional(z.string()),
+  password: z.optional(z.string()),
+  identitytoken: z.optional(z.string()),
+  registrytoken: z.optional(z.string()),
 });
 
 const dockerConfigSchema = z.looseObject({
-  auths: z.record(z.string(), authEntrySchema).optional(),
-  credHelpers: z.record(z.string(), z.string()).optional(),
-  credsStore: z.string().optional(),
+  auths: z.optional(z.record(z.string(), authEntrySchema)),
+  credHelpers: z.optional(z.record(z.string(), z.string())),
+  credsStore: z.optional(z.string()),
 });
 
 type DockerConfig = z.infer<typeof dockerConfigSchema>;
@@ -187,8 +191,8 @@ function authFromEntry(
 }
 
 const helperOutputSchema = z.looseObject({
-  Username: z.string().optional(),
-  Secret: z.string().optional(),
+  Username: z.optional(z.string()),
+  Secret: z.optional(z.string()),
 });
 
 /**
@@ -209,6 +213,8 @@ async function runCredentialHelper(
     });
   }
 
+  // Loaded here, because few machines configure a credential helper.
+  const { execa } = await import("execa");
   const result = await execa(program, ["get"], {
     input: serverAddress,
     env,
