@@ -337,26 +337,36 @@ addCommonOptions(
     .description("start a container from the image a name points at, stream its output, remove it")
     .argument("<name[:tag]>", "the name to run; the tag defaults to latest")
     .argument("[command...]", "command and arguments, after --; default: the image's CMD")
+    .option("-i, --interactive", "forward stdin to the container until it ends, like docker run -i")
     .option("--progress <auto|plain|json>", progressHelp)
     .option("-q, --quiet", "print no progress"),
 ).action(
-  action(async (options, nameRef: string, command: string[]) => {
-    const { run } = await import("./commands/run.js");
-    const renderer = await progress(options);
-    try {
-      const result = await run(nameRef, command, {
-        ...commandOptions(options),
-        // With --json, stdout carries only the result document, so the container's stdout goes to stderr.
-        stdout: options.json ? process.stderr : process.stdout,
-        stderr: process.stderr,
-        onProgress: (event) => renderer.onEvent(event),
-      });
-      if (options.json) writeJson(result);
-      return result.exitCode;
-    } finally {
-      renderer.stop();
-    }
-  }),
+  action(
+    async (
+      options: GlobalOptions & { interactive?: boolean },
+      nameRef: string,
+      command: string[],
+    ) => {
+      const { run } = await import("./commands/run.js");
+      const renderer = await progress(options);
+      try {
+        const result = await run(nameRef, command, {
+          ...commandOptions(options),
+          ...(options.interactive ? { stdin: process.stdin } : {}),
+          // With --json, stdout carries only the result document, so the container's stdout goes to stderr.
+          stdout: options.json ? process.stderr : process.stdout,
+          stderr: process.stderr,
+          onProgress: (event) => renderer.onEvent(event),
+        });
+        if (options.json) writeJson(result);
+        return result.exitCode;
+      } finally {
+        renderer.stop();
+        // Input the container did not read would otherwise keep this process waiting for its end.
+        if (options.interactive) process.stdin.destroy();
+      }
+    },
+  ),
 );
 
 addCommonOptions(

@@ -6,6 +6,8 @@ import { openIndex, type CommandOptions } from "./options.js";
 export interface RunOptions extends CommandOptions {
   stdout?: NodeJS.WritableStream;
   stderr?: NodeJS.WritableStream;
+  /** Forwarded to the container's stdin until it ends. Without it the stdin is closed. */
+  stdin?: NodeJS.ReadableStream;
 }
 
 export interface RunResult {
@@ -50,6 +52,7 @@ export async function run(
     ...(command.length > 0 ? { cmd: [...command] } : {}),
     stdout: options.stdout ?? process.stdout,
     stderr: options.stderr ?? process.stderr,
+    ...(options.stdin ? { stdin: options.stdin } : {}),
     ...(options.signal ? { signal: options.signal } : {}),
   });
   return { reference, exitCode };

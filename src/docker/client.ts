@@ -550,6 +550,11 @@ export interface RunContainerOptions {
   labels?: Record<string, string>;
   stdout: NodeJS.WritableStream;
   stderr: NodeJS.WritableStream;
+  /**
+   * Forwarded to the container's stdin until it ends, as with `docker run -i`. Without it the
+   * container's stdin is closed.
+   */
+  stdin?: NodeJS.ReadableStream;
   signal?: AbortSignal;
   docker?: Docker;
 }
@@ -572,8 +577,10 @@ export async function runContainer(options: RunContainerOptions): Promise<number
       ...(options.env ? { Env: options.env } : {}),
       ...(options.labels ? { Labels: options.labels } : {}),
       Tty: false,
-      OpenStdin: false,
-      AttachStdin: false,
+      // StdinOnce closes the container's stdin when the forwarded input ends.
+      OpenStdin: options.stdin !== undefined,
+      StdinOnce: options.stdin !== undefined,
+      AttachStdin: options.stdin !== undefined,
       AttachStdout: true,
       AttachStderr: true,
     });
@@ -607,9 +614,18 @@ async function attachStartAndWait(
   container: Docker.Container,
   options: RunContainerOptions,
 ): Promise<number> {
-  const { signal } = options;
+  const { signal, stdin } = options;
   // Attaching before start is what guarantees that no early output is lost.
   const stream = await container.attach({ stream: true, stdout: true, stderr: true });
+  // Input goes over a second, hijacked connection, so that when the container stops reading
+  // and the daemon closes it, the output connection is unaffected.
+  const input = stdin
+    ? await container.attach({
+        stream: true,
+        stdin: true,
+        hijack: true,
+      })
+    : undefined;
   const ended = finished(stream);
   // Keeps a rejection unhandled-safe until `ended` is awaited below.
   ended.catch(() => undefined);
@@ -622,6 +638,7 @@ async function attachStartAndWait(
     await container.start();
     // A kill sent while the start request was in flight found no running process.
     if (signal?.aborted) kill();
+    if (stdin && input) forwardInput(stdin, input);
     const result: unknown = await container.wait();
     // The daemon closes the attach stream once the container's output is drained.
     await ended;
@@ -629,8 +646,24 @@ async function attachStartAndWait(
     return exitCodeOf(result, options.image);
   } finally {
     unsubscribe();
+    if (input) {
+      stdin?.unpipe(input);
+      destroyStream(input);
+    }
     destroyStream(stream);
   }
+}
+
+/**
+ * Pipes `input` into a hijacked attach connection and closes the connection's writing side
+ * when `input` ends, which ends the container's stdin.
+ */
+function forwardInput(input: NodeJS.ReadableStream, connection: NodeJS.ReadWriteStream): void {
+  input.pipe(connection, { end: false });
+  input.once("end", () => connection.end());
+  // A write fails once the container has exited or closed its stdin and the daemon has closed
+  // this connection. The input not sent is dropped, and the container's exit code decides.
+  connection.on("error", () => input.unpipe(connection));
 }
 
 /** Reads StatusCode from the body of `POST /containers/{id}/wait`. */

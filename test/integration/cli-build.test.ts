@@ -154,6 +154,29 @@ describe.skipIf(skipIntegration)("build --publish with a registry", () => {
     expect(result.stdout).toBe("second\n");
   });
 
+  it("forwards stdin with -i", async () => {
+    const input = Array.from({ length: 20_000 }, (_, i) => `line ${i} é ✓ $(x) \\ "q"\n`).join("");
+    const result = await project.cli(["run", "-i", name, "--", "cat"], { input });
+
+    expect(result.exitCode).toBe(0);
+    expect(result.stdout).toBe(input);
+  });
+
+  it("closes stdin without -i", async () => {
+    const result = await project.cli(["run", name, "--", "cat"], { input: "not forwarded\n" });
+
+    expect(result.exitCode).toBe(0);
+    expect(result.stdout).toBe("");
+  });
+
+  it("ends when the container stops reading stdin", async () => {
+    const input = "y\n".repeat(4_000_000);
+    const result = await project.cli(["run", "-i", name, "--", "head", "-c", "4"], { input });
+
+    expect(result.exitCode).toBe(0);
+    expect(result.stdout).toBe("y\ny\n");
+  });
+
   it("leaves no container behind after run", async () => {
     const reference = (await project.cli(["resolve", name])).stdout.trim();
     await project.cli(["run", name, "--", "true"]);
