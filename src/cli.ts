@@ -1,6 +1,6 @@
 import { readFileSync } from "node:fs";
 import { Command, CommanderError } from "commander";
-import { ExitCode } from "./errors.js";
+import { ExitCode, throwIfAborted } from "./errors.js";
 import { splitNameRef } from "./names.js";
 import { packagePath } from "./package-root.js";
 import { installProcessHandlers } from "./process-handlers.js";
@@ -64,6 +64,8 @@ function action<Args extends unknown[]>(
     if (options.debug) (await import("./debug-log.js")).enableDebugLog();
     try {
       const code = await handler(options, ...positional);
+      // A command that finished its work after a signal still reports the interruption.
+      throwIfAborted(interruptSignal, "command");
       process.exitCode = code ?? ExitCode.ok;
     } catch (error) {
       // Loaded only on failure, because it brings in chalk.

@@ -68,6 +68,11 @@ export class InterruptedError extends ModalImageError {
   }
 }
 
+/** Throws an InterruptedError for `action` when `signal` has been aborted. */
+export function throwIfAborted(signal: AbortSignal | undefined, action: string): void {
+  if (signal?.aborted) throw new InterruptedError(`${action} interrupted`);
+}
+
 export function isModalImageError(error: unknown): error is ModalImageError {
   return error instanceof ModalImageError;
 }

@@ -1,4 +1,4 @@
-import { UsageError } from "../errors.js";
+import { throwIfAborted, UsageError } from "../errors.js";
 import { modalImageHome } from "../home.js";
 import { LocalIndex } from "../index-store/local.js";
 import type { NameIndex } from "../index-store/types.js";
@@ -50,6 +50,8 @@ export async function openIndex(
       home,
     });
   }
+  // A signal during the config load must stop a command before it changes any name.
+  throwIfAborted(options.signal, "config load");
   kind ??= settings?.index ?? "local";
   if (kind === "local") return new LocalIndex(home);
 

@@ -6,6 +6,7 @@ import {
   ModalImageError,
   NotFoundError,
   OperationError,
+  throwIfAborted,
   UsageError,
 } from "../errors.js";
 import { parseImageReference } from "../names.js";
@@ -137,10 +138,6 @@ async function consumeMessages(
   } finally {
     unsubscribe();
   }
-}
-
-function throwIfAborted(signal: AbortSignal | undefined, action: string): void {
-  if (signal?.aborted) throw new InterruptedError(`${action} interrupted`);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -257,3 +257,54 @@ describe.skipIf(skipIntegration)("work that ignores the signal", () => {
     expect(result.stderr).toContain("cleanup did not finish within 10 s");
   });
 });
+
+describe.skipIf(skipIntegration)("config load interrupted", () => {
+  let project: TestProject;
+  let imageId: string;
+
+  beforeAll(async () => {
+    project = await createProject();
+    imageId = await docker(["image", "inspect", "--format", "{{.Id}}", "busybox:latest"]);
+    // The config takes a few seconds to load, so a signal arrives while it loads.
+    await project.write(
+      "image.config.ts",
+      [
+        'import { Image } from "modal-image";',
+        'console.error("loading");',
+        "await new Promise((resolve) => setTimeout(resolve, 3000));",
+        "export default { images: { app: Image.fromScratch() } };",
+        "",
+      ].join("\n"),
+    );
+    const seeded = await project.cli(["publish", "--index", "local", imageId, "seed"]);
+    expect(seeded.exitCode, seeded.stderr).toBe(0);
+  });
+
+  afterAll(async () => {
+    await project.cleanup();
+  });
+
+  it.each(signals)("moves no name on %s", async (signal) => {
+    const target = `copy-${signal.toLowerCase()}`;
+    const tmpdir = await fs.mkdtemp(path.join(project.dir, "tmp-"));
+    const child = startCli(project, ["publish", "seed", target], tmpdir);
+    await whileRunning(child, stderrContains(child, "loading"));
+
+    const result = await interrupt(child, signal);
+
+    expect(result.exitCode).toBe(130);
+    expect(result.stderr).toContain("interrupted");
+    const lookup = await project.cli(["resolve", "--index", "local", target]);
+    expect(lookup.exitCode).toBe(3);
+  });
+
+  it("reports a read that finished after the signal", async () => {
+    const tmpdir = await fs.mkdtemp(path.join(project.dir, "tmp-"));
+    const child = startCli(project, ["dockerfile", "app"], tmpdir);
+    await whileRunning(child, stderrContains(child, "loading"));
+
+    const result = await interrupt(child, "SIGINT");
+
+    expect(result.exitCode).toBe(130);
+  });
+});
