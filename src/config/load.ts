@@ -1,14 +1,15 @@
 import fs from "node:fs/promises";
 import { createRequire } from "node:module";
 import path from "node:path";
-import { cosmiconfig, defaultLoaders, type Loader } from "cosmiconfig";
+import { defaultLoaders, type Loader } from "cosmiconfig";
 import { UsageError } from "../errors.js";
 import { Image as ImageClass, isImage, type Image } from "../image/image.js";
 import { validateImage, type Problem } from "../image/validate.js";
 import { isValidName, maxRepositoryLength, nameGrammar, parseRegistry } from "../names.js";
 import { isBundled, packagePath } from "../package-root.js";
 import { closestMatch } from "../util/similar.js";
-import { configFileNames, packageJsonKey } from "./files.js";
+import { packageJsonKey, parseJsonText, searchPlaces } from "./files.js";
+import { findConfigFile } from "./settings.js";
 import { recordConfigInputs, type ConfigInputs } from "./inputs.js";
 import { imageFromJson } from "./from-json.js";
 
@@ -66,23 +67,20 @@ const loadJson: Loader = (filepath, content) => {
   const config: unknown = defaultLoaders[".json"](filepath, content.replace(/^\uFEFF/, ""));
   return config;
 };
-
-const searchPlaces = ["package.json", ...configFileNames];
 const loadableExtensions = [".ts", ".mts", ".js", ".mjs", ".cjs", ".json"];
 
-function explorer() {
-  return cosmiconfig(packageJsonKey, {
-    searchPlaces,
-    loaders: Object.fromEntries(
-      loadableExtensions.map((ext) => [ext, ext === ".json" ? loadJson : loadModule]),
-    ),
-    // One directory per call: the upward walk below stops at the file system root and, unlike
-    // cosmiconfig's "global" strategy, never falls back to ~/.config.
-    searchStrategy: "none",
-    // An empty config file is an error to report, not a reason to keep searching.
-    ignoreEmptySearchPlaces: false,
-    cache: false,
-  });
+/**
+ * Loads a config file that findConfigFile found or -c named, with the loader for its extension.
+ * An empty file loads as undefined. The file is not loaded through a cosmiconfig explorer,
+ * because creating one reads package.json and .config/config.* in the working directory for
+ * cosmiconfig's own settings: a byte order mark in package.json failed every command, and a
+ * `searchPlaces` there made `build` find another file than `resolve`.
+ */
+async function loadConfigFile(file: string): Promise<unknown> {
+  const content = await fs.readFile(file, "utf8");
+  if (content.trim() === "") return undefined;
+  const loader = path.extname(file) === ".json" ? loadJson : loadModule;
+  return loader(file, content);
 }
 
 async function checkNamedConfig(file: string): Promise<void> {
@@ -104,13 +102,15 @@ async function checkNamedConfig(file: string): Promise<void> {
   }
 }
 
-async function searchUpward(cwd: string): Promise<{ filepath: string; config: unknown } | null> {
-  const search = explorer();
-  for (let dir = path.resolve(cwd); ; dir = path.dirname(dir)) {
-    const result = await search.search(dir);
-    if (result) return result;
-    if (dir === path.dirname(dir)) return null;
+/** Returns the `packageJsonKey` value of a package.json, parsed here so that a BOM is accepted. */
+async function readPackageConfig(file: string): Promise<unknown> {
+  const manifest = parseJsonText(await fs.readFile(file, "utf8"));
+  if (typeof manifest !== "object" || manifest === null || !(packageJsonKey in manifest)) {
+    throw new UsageError(`${file} has no "${packageJsonKey}" key`, {
+      hint: `add a "${packageJsonKey}" key with the config, or pass -c with an image.config.ts`,
+    });
   }
+  return (manifest as Record<string, unknown>)[packageJsonKey];
 }
 
 async function readConfigFile(
@@ -119,17 +119,19 @@ async function readConfigFile(
 ): Promise<{ filepath: string; config: unknown }> {
   const named = configPath === undefined ? undefined : path.resolve(cwd, configPath);
   if (named) await checkNamedConfig(named);
+  const file = named ?? (await findConfigFile(cwd));
+  if (!file) {
+    throw new UsageError(`no config file found in ${cwd} or any parent directory`, {
+      hint: `create image.config.ts (or pass -c PATH); names searched: ${searchPlaces.join(", ")}`,
+    });
+  }
   try {
-    const result = named ? await explorer().load(named) : await searchUpward(cwd);
-    if (!result) {
-      throw new UsageError(`no config file found in ${cwd} or any parent directory`, {
-        hint: `create image.config.ts (or pass -c PATH); names searched: ${searchPlaces.join(", ")}`,
-      });
+    if (path.basename(file) === "package.json") {
+      return { filepath: file, config: await readPackageConfig(file) };
     }
-    return { filepath: result.filepath, config: result.config };
+    return { filepath: file, config: await loadConfigFile(file) };
   } catch (error) {
     if (error instanceof UsageError) throw error;
-    const file = (error as { filepath?: string }).filepath ?? named ?? "the config file";
     const reason = error instanceof Error ? error.message : String(error);
     throw new UsageError(`failed to load ${file}: ${reason}`, {
       hint: loadFailureHint(error, file),

@@ -1,6 +1,6 @@
 import fs from "node:fs/promises";
 import path from "node:path";
-import { configFileNames, packageJsonKey } from "./files.js";
+import { packageJsonKey, parseJsonText, searchPlaces } from "./files.js";
 import { inputsUnchanged, type ConfigInputs } from "./inputs.js";
 import { writeFileAtomically } from "../util/atomic-write.js";
 
@@ -17,8 +17,6 @@ interface CachedSettings extends IndexSettings {
   inputs?: ConfigInputs;
 }
 
-const searchPlaces = ["package.json", ...configFileNames];
-
 async function statFile(file: string) {
   const stats = await fs.stat(file).catch(() => undefined);
   return stats?.isFile() ? stats : undefined;
@@ -30,7 +28,7 @@ async function statFile(file: string) {
  */
 export async function hasConfigKey(file: string): Promise<boolean> {
   try {
-    const manifest: unknown = JSON.parse(await fs.readFile(file, "utf8"));
+    const manifest: unknown = parseJsonText(await fs.readFile(file, "utf8"));
     return typeof manifest === "object" && manifest !== null && packageJsonKey in manifest;
   } catch {
     return true;

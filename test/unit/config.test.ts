@@ -226,6 +226,46 @@ export default defineConfig({
     expect(error.message).toContain(path.join(dir, "sub", "image.config.ts"));
   });
 
+  it("skips a package.json with a BOM", async () => {
+    await write("package.json", '\uFEFF{ "name": "app" }\r\n');
+    await write("image.config.ts", tsConfig);
+
+    const config = await loadConfig({ cwd: dir });
+
+    expect(config.filepath).toBe(path.join(dir, "image.config.ts"));
+  });
+
+  it("loads a package.json config with a BOM", async () => {
+    const images = { app: { fromScratch: true } };
+    await write("package.json", `\uFEFF${JSON.stringify({ "modal-image": { images } })}\r\n`);
+
+    const config = await loadConfig({ cwd: dir });
+
+    expect([...config.images.keys()]).toEqual(["app"]);
+  });
+
+  it("ignores cosmiconfig's .config settings", async () => {
+    await write("image.config.ts", tsConfig);
+    await write("other.config.ts", "export default {};\n");
+    await write(
+      ".config/config.json",
+      '{ "cosmiconfig": { "searchPlaces": ["other.config.ts"] } }',
+    );
+    await write(".config/broken/config.json", "{ broken");
+
+    const config = await loadConfig({ cwd: dir });
+
+    expect(config.filepath).toBe(path.join(dir, "image.config.ts"));
+  });
+
+  it("names the file for a package.json without the key", async () => {
+    await write("package.json", '{ "name": "app" }');
+
+    const error = await loadError({ cwd: dir, configPath: "package.json" });
+
+    expect(error.message).toBe(`${path.join(dir, "package.json")} has no "modal-image" key`);
+  });
+
   it("reports a malformed package.json as a config error", async () => {
     await write("package.json", "{ not json");
     await write("image.config.ts", tsConfig);
