@@ -128,7 +128,7 @@ addCommonOptions(
       (value: string, previous: string[] = []) => [...previous, value],
     )
     .option("--expect <digest>", expectHelp)
-    .option("--no-cache", "build without the daemon's layer cache")
+    .option("--no-cache", "build without the daemon's layer cache; implies --force")
     .option(
       "--force",
       "build even when an image of the same definition exists locally or in the registry",

@@ -28,7 +28,10 @@ export interface BuildOptions extends CommandOptions {
   publish?: readonly string[];
   /** The digest each published tag must have before it moves, or `none`. */
   expect?: string;
-  /** Build without the daemon's layer cache. */
+  /**
+   * Build without the daemon's layer cache. It implies `force`, since reusing an image of the
+   * same definition would skip the build this asks for.
+   */
   noCache?: boolean;
   /** Build even when an image of the same definition hash exists locally or in the registry. */
   force?: boolean;
@@ -229,14 +232,15 @@ async function buildOrReuse(
 ): Promise<BuiltImage> {
   const { options, registry } = run;
   if (options.signal?.aborted) throw new InterruptedError(`build of ${image.key} interrupted`);
-  const cached = options.force
-    ? undefined
-    : await findCachedImage({
-        definitionHash: image.definitionHash,
-        repository,
-        registry,
-        client: run.client,
-      });
+  const cached =
+    options.force || options.noCache
+      ? undefined
+      : await findCachedImage({
+          definitionHash: image.definitionHash,
+          repository,
+          registry,
+          client: run.client,
+        });
   if (cached?.location === "registry") {
     const tag = definitionTag(image.definitionHash);
     options.onProgress?.({

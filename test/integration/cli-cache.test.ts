@@ -116,6 +116,14 @@ describe.skipIf(skipIntegration)("build cache without a registry", () => {
     expect(stderr).toContain(`${name}: build`);
   });
 
+  it("rebuilds with --no-cache", async () => {
+    const { image, stderr } = await buildJson(project, ["--no-cache"]);
+
+    expect(image.cached).toBe(false);
+    expect(image.definitionHash).toBe(first.definitionHash);
+    expect(stderr).toContain(`${name}: build`);
+  });
+
   it("rebuilds after an env change", async () => {
     await project.write("image.config.ts", cacheConfig(name, marker, "two"));
 
