@@ -79,10 +79,12 @@ export function chooseProgressMode(settings: ProgressSettings): ProgressMode {
   }
   if (settings.quiet) return "quiet";
 
-  const fromEnv = env[progressVariable]
-    ? checkChoice(env[progressVariable], progressVariable)
-    : undefined;
-  const choice = option ?? (settings.verbose ? "plain" : fromEnv) ?? "auto";
+  // The variable is only a default, so an option given on the command line wins even over an
+  // invalid value.
+  let choice: (typeof progressChoices)[number] = option ?? (settings.verbose ? "plain" : "auto");
+  if (option === undefined && !settings.verbose && env[progressVariable]) {
+    choice = checkChoice(env[progressVariable], progressVariable);
+  }
   if (choice !== "auto") return choice;
   // CI logs keep every line, so a spinner that redraws one line would lose them.
   if (!process.stderr.isTTY || isCI(env)) return "steps";

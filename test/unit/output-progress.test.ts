@@ -17,6 +17,9 @@ const modes: Array<[string, ProgressSettings, string]> = [
   ["option over env", { progress: "plain", env: { MODAL_IMAGE_PROGRESS: "json" } }, "plain"],
   ["quiet over env", { quiet: true, env: { MODAL_IMAGE_PROGRESS: "json" } }, "quiet"],
   ["empty env", { env: { MODAL_IMAGE_PROGRESS: "" } }, "steps"],
+  ["option over invalid env", { progress: "plain", env: { MODAL_IMAGE_PROGRESS: "x" } }, "plain"],
+  ["verbose over invalid env", { verbose: true, env: { MODAL_IMAGE_PROGRESS: "x" } }, "plain"],
+  ["quiet over invalid env", { quiet: true, env: { MODAL_IMAGE_PROGRESS: "x" } }, "quiet"],
 ];
 
 const invalid: Array<[string, ProgressSettings, RegExp]> = [
