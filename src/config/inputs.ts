@@ -1,4 +1,4 @@
-import fs from "node:fs";
+import fs, { statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve, sep } from "node:path";
 
@@ -10,23 +10,37 @@ import { join, resolve, sep } from "node:path";
 export interface ConfigInputs {
   /** Each variable read, with its value then, or null when it was unset. */
   env: Record<string, string | null>;
-  /** Each file read, outside node_modules, with its size and modification time then. */
+  /**
+   * Each file read or checked, outside node_modules, with its size, modification and change
+   * times and inode then, or "missing".
+   */
   files: Record<string, string>;
   /** Whether the config listed the whole environment, which no cache key can cover. */
   readWholeEnvironment: boolean;
 }
 
+/** The synchronous fs calls whose path argument is recorded as an input. */
+const recordedCalls = [
+  "readFileSync",
+  "existsSync",
+  "statSync",
+  "lstatSync",
+  "readdirSync",
+] as const;
+
 /**
- * Runs `evaluate` while recording what it reads from `process.env` and through
- * `fs.readFileSync`, which jiti uses to read the config's modules. Reads through other calls
- * (fs.promises, child processes, the network) are not seen.
+ * Runs `evaluate` while recording what it reads from `process.env` and the paths it passes to
+ * `recordedCalls`, which include jiti's reads of the config's modules. Reads through other
+ * calls (fs.promises, child processes, the network) are not seen.
  */
 export async function recordConfigInputs<T>(
   evaluate: () => Promise<T>,
 ): Promise<{ result: T; inputs: ConfigInputs }> {
   const inputs: ConfigInputs = { env: {}, files: {}, readWholeEnvironment: false };
   const environment = process.env;
-  const readFileSync = fs.readFileSync;
+  // Loaded here, because resolve reaches this module through the settings cache.
+  const { syncBuiltinESMExports } = await import("node:module");
+  const originals = new Map(recordedCalls.map((name) => [name, fs[name]]));
   const note = (key: string | symbol) => {
     if (typeof key === "string" && !(key in inputs.env)) inputs.env[key] = environment[key] ?? null;
   };
@@ -48,17 +62,23 @@ export async function recordConfigInputs<T>(
       return Reflect.ownKeys(target);
     },
   });
-  const recordingReadFileSync = (...args: Parameters<typeof readFileSync>) => {
-    const file = args[0];
-    if (typeof file === "string") noteFile(inputs, file);
-    return readFileSync(...args);
-  };
-  fs.readFileSync = recordingReadFileSync as typeof readFileSync;
+  for (const [name, original] of originals) {
+    // A plain function, so that a caller's `this` reaches the original.
+    const recording = function (this: unknown, ...args: unknown[]) {
+      if (typeof args[0] === "string") noteFile(inputs, args[0]);
+      return (original as (...values: unknown[]) => unknown).apply(this, args);
+    };
+    Object.assign(fs, { [name]: recording });
+  }
+  // Named imports such as `import { existsSync } from "node:fs"` see the patched calls only
+  // after this.
+  syncBuiltinESMExports();
   try {
     return { result: await evaluate(), inputs };
   } finally {
     process.env = environment;
-    fs.readFileSync = readFileSync;
+    for (const [name, original] of originals) Object.assign(fs, { [name]: original });
+    syncBuiltinESMExports();
   }
 }
 
@@ -70,13 +90,23 @@ function noteFile(inputs: ConfigInputs, file: string): void {
     return;
   }
   if (absolute in inputs.files) return;
+  // Set first, so that a stamp taken through a patched call does not come back here.
+  inputs.files[absolute] = "missing";
   inputs.files[absolute] = fileStamp(absolute) ?? "missing";
 }
 
-/** Returns a file's size and modification time, or undefined when it cannot be read. */
+/**
+ * Returns a file's size, modification and change times and inode, or undefined when it cannot
+ * be stated. The change time moves on every write, also when the modification time is set back.
+ */
 export function fileStamp(file: string): string | undefined {
-  const stats = fs.statSync(file, { throwIfNoEntry: false });
-  return stats ? `${stats.size}:${stats.mtimeMs}` : undefined;
+  try {
+    const stats = statSync(file, { throwIfNoEntry: false });
+    return stats ? `${stats.size}:${stats.mtimeMs}:${stats.ctimeMs}:${stats.ino}` : undefined;
+  } catch {
+    // Module resolution probes paths such as `index.ts/image.js`, which fail with ENOTDIR.
+    return undefined;
+  }
 }
 
 /** Reports whether every recorded input still has the value or stamp it had. */

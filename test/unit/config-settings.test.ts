@@ -116,4 +116,37 @@ export default { registry: names.includes("${variable}") ? "127.0.0.1:5001" : "1
     expect(settings.index).toBe("local");
     expect(JSON.parse(await fs.readFile(cache, "utf8"))).toHaveLength(1);
   });
+
+  it("reads a same-size rewrite with its mtime set back", async () => {
+    const file = path.join(dir, "image.config.ts");
+    const text = (port: number) =>
+      `import { Image } from "modal-image";\nexport default { registry: "127.0.0.1:${port}", images: { a: Image.fromScratch() } };\n`;
+    await fs.writeFile(file, text(5000));
+    const before = await fs.stat(file);
+    const read = () => readIndexSettings({ cwd: dir, configPath: undefined, home });
+    expect((await read()).registry).toBe("127.0.0.1:5000");
+
+    await fs.writeFile(file, text(5001));
+    await fs.utimes(file, before.atime, before.mtime);
+
+    expect((await read()).registry).toBe("127.0.0.1:5001");
+  });
+
+  it("reads the config again when a file it checked appears", async () => {
+    const flag = path.join(dir, "use-5001");
+    await fs.writeFile(
+      path.join(dir, "image.config.ts"),
+      `import { existsSync } from "node:fs";
+import { Image } from "modal-image";
+const registry = existsSync(${JSON.stringify(flag)}) ? "127.0.0.1:5001" : "127.0.0.1:5000";
+export default { registry, images: { a: Image.fromScratch() } };
+`,
+    );
+    const read = () => readIndexSettings({ cwd: dir, configPath: undefined, home });
+    expect((await read()).registry).toBe("127.0.0.1:5000");
+
+    await fs.writeFile(flag, "");
+
+    expect((await read()).registry).toBe("127.0.0.1:5001");
+  });
 });
