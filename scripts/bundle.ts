@@ -5,7 +5,7 @@
 // typescript is an optional peer of cosmiconfig that this package never uses.
 //
 // dockerode and docker-modem are bundled, but three of their modules load only when called (see
-// `lazyRequires`). docker-modem's SSH transport loads ssh2. dockerode's own BuildKit session and
+// `dependencyEdits`). docker-modem's SSH transport loads ssh2. dockerode's own BuildKit session and
 // progress decoder load gRPC and protobuf, and read .proto files next to their sources. Loaded
 // at start-up they took about 85 ms and 15 MiB in every command that talks to the daemon. This
 // package never calls the two dockerode modules, and needs SSH only for an ssh:// DOCKER_HOST.
@@ -17,8 +17,8 @@ import { build, type Plugin } from "esbuild";
 const outdir = "dist/bundle";
 const external = ["jiti", "typescript"];
 
-/** Source edits that make an eager `require` of a dependency's module lazy. */
-const lazyRequires = [
+/** Source edits to bundled dependencies, each applied to the one line it names. */
+const dependencyEdits = [
   {
     file: "node_modules/docker-modem/lib/modem.js",
     from: "ssh = require('./ssh'),",
@@ -34,17 +34,25 @@ const lazyRequires = [
     from: "var buildkit = require('./buildkit');",
     to: "var buildkit = require('dockerode/lib/buildkit.js');",
   },
+  // docker-modem 5.0.7 formats an ssh:// DOCKER_HOST as `ssh:HOST:PORT...` without the slashes,
+  // and Node 20 prints a DEP0170 warning when it parses that back, which broke the JSON lines
+  // of --progress json. With the slashes the URL parses cleanly; http and https get them anyway.
+  {
+    file: "node_modules/docker-modem/lib/modem.js",
+    from: "protocol: parsed.protocol || this.protocol,",
+    to: "protocol: parsed.protocol || this.protocol, slashes: true,",
+  },
 ];
 
 /**
- * Applies `lazyRequires` and keeps the modules they name out of the bundle, so that Node loads
- * the installed files, with their own paths, only when they are called. Fails the build when a
- * dependency update changed a line the edits expect.
+ * Applies `dependencyEdits` and keeps the modules that its lazy requires name out of the bundle,
+ * so that Node loads the installed files, with their own paths, only when they are called.
+ * Fails the build when a dependency update changed a line the edits expect.
  */
-const lazyRequirePlugin: Plugin = {
-  name: "lazy-requires",
+const dependencyEditPlugin: Plugin = {
+  name: "dependency-edits",
   setup(build) {
-    const files = new Set(lazyRequires.map((edit) => path.resolve(edit.file)));
+    const files = new Set(dependencyEdits.map((edit) => path.resolve(edit.file)));
     build.onResolve(
       { filter: /^(docker-modem\/lib\/ssh|dockerode\/lib\/(session|buildkit))\.js$/ },
       (args) => ({
@@ -55,7 +63,7 @@ const lazyRequirePlugin: Plugin = {
     build.onLoad({ filter: /\.js$/ }, async (args) => {
       if (!files.has(args.path)) return undefined;
       let contents = await readFile(args.path, "utf8");
-      for (const edit of lazyRequires) {
+      for (const edit of dependencyEdits) {
         if (path.resolve(edit.file) !== args.path) continue;
         if (!contents.includes(edit.from)) {
           throw new Error(
@@ -79,7 +87,7 @@ await build({
   platform: "node",
   target: "node20.19",
   external,
-  plugins: [lazyRequirePlugin],
+  plugins: [dependencyEditPlugin],
   // Bundled CommonJS dependencies call require() for Node's built-in modules.
   banner: {
     js: 'import { createRequire as __createRequire } from "node:module"; const require = __createRequire(import.meta.url);',

@@ -113,6 +113,7 @@ describe.skipIf(skipIntegration)("daemon faults", () => {
     expectOneError(result, 1);
     expect(result.stderr).toContain(`cannot connect to the Docker daemon at ${host}`);
     expect(result.stderr).toContain("ECONNREFUSED");
+    expect(result.stderr).not.toContain("DeprecationWarning");
     await expectNameUnchanged();
   });
 
