@@ -1,6 +1,6 @@
 import { readFileSync } from "node:fs";
 import { Command, CommanderError } from "commander";
-import { ExitCode, throwIfAborted } from "./errors.js";
+import { ExitCode, throwIfAborted, UsageError } from "./errors.js";
 import { splitNameRef } from "./names.js";
 import { packagePath } from "./package-root.js";
 import { installProcessHandlers } from "./process-handlers.js";
@@ -63,6 +63,7 @@ function action<Args extends unknown[]>(
     const positional = args.slice(0, -2) as Args;
     if (options.debug) (await import("./debug-log.js")).enableDebugLog();
     try {
+      checkWorkingDirectory();
       const code = await handler(options, ...positional);
       // A command that finished its work after a signal still reports the interruption.
       throwIfAborted(interruptSignal, "command");
@@ -77,6 +78,18 @@ function action<Args extends unknown[]>(
       });
     }
   };
+}
+
+/** Throws a UsageError when the working directory was deleted, which process.cwd() reports as ENOENT. */
+function checkWorkingDirectory(): void {
+  try {
+    process.cwd();
+  } catch (error) {
+    throw new UsageError("the working directory no longer exists", {
+      hint: "cd to an existing directory and run the command again",
+      cause: error,
+    });
+  }
 }
 
 function commandOptions(options: GlobalOptions) {
@@ -282,7 +295,7 @@ addCommonOptions(
   program
     .command("untag")
     .description("remove a tag; its history stays and rollback restores it")
-    .argument("<name:tag>", "the tag to remove")
+    .argument("<name[:tag]>", "the tag to remove; the tag defaults to latest")
     .option("--expect <digest>", "remove the tag only if it has this digest now"),
 ).action(
   action(async (options: GlobalOptions & { expect?: string }, nameRef: string) => {

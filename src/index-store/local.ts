@@ -5,6 +5,7 @@ import { ConflictError, NotFoundError, OperationError, UsageError } from "../err
 import { formatNameRef, type NameRef } from "../names.js";
 import { mapWithConcurrency } from "../util/concurrency.js";
 import {
+  expectConflict,
   findValue,
   formatEntry,
   matches,
@@ -242,11 +243,7 @@ function conflict(
   expect: ExpectedValue,
   current: AppliedEntry | undefined,
 ): ConflictError {
-  const actual = valueOf(current);
-  return new ConflictError(
-    `${label} is ${actual ?? "not set"}, not the expected ${expect ?? "not set"}; nothing changed`,
-    { hint: `check the current value with: modal-image resolve ${label}` },
-  );
+  return expectConflict(label, expect, valueOf(current));
 }
 
 /** Turns a file system error inside the index into an error that names the index's place. */

@@ -1,3 +1,4 @@
+import { ConflictError } from "../errors.js";
 import type { ExpectedValue, TagAction, TagRecord } from "./types.js";
 
 /**
@@ -133,4 +134,22 @@ export function toRecord(name: string, tag: string, entry: LogEntry): TagRecord 
     host: entry.host,
     user: entry.user,
   };
+}
+
+/**
+ * Returns the error for a change whose `--expect` value does not match the tag's current value.
+ * `expect` is null for `--expect none`, which requires the tag to be unset.
+ */
+export function expectConflict(
+  label: string,
+  expect: ExpectedValue,
+  actual: string | null,
+): ConflictError {
+  const message =
+    expect === null
+      ? `${label} is already set to ${actual ?? "a value"}, and --expect none requires it to be unset; nothing changed`
+      : `${label} is ${actual ?? "not set"}, not the expected ${expect ?? "value"}; nothing changed`;
+  return new ConflictError(message, {
+    hint: `check the current value with: modal-image resolve ${label}`,
+  });
 }

@@ -1,6 +1,6 @@
 import { randomBytes } from "node:crypto";
 import os from "node:os";
-import { ConflictError, NotFoundError, OperationError, UsageError } from "../errors.js";
+import { NotFoundError, OperationError, UsageError } from "../errors.js";
 import {
   formatNameRef,
   isValidName,
@@ -12,6 +12,7 @@ import {
   type RegistryLocation,
 } from "../names.js";
 import { RegistryClient, type BlobSource, type ManifestContent } from "../registry/client.js";
+import { compareStrings } from "../util/compare.js";
 import { mapWithConcurrency } from "../util/concurrency.js";
 import { MediaType, manifestReferences } from "../registry/manifest.js";
 import {
@@ -25,6 +26,7 @@ import {
   tombstoneManifest,
 } from "./registry-history.js";
 import {
+  expectConflict,
   findValue,
   replay,
   rollbackTarget,
@@ -147,7 +149,7 @@ export class RegistryIndex implements NameIndex {
     const repository = this.repositoryOf(ref.name);
     const current = await this.currentDigest(repository, ref.tag);
     if (expect !== undefined && expect !== current) {
-      throw conflict(formatNameRef(ref), expect, current);
+      throw expectConflict(formatNameRef(ref), expect, current);
     }
     const manifest = await source.client.getManifest(source.repository, source.digest);
     if (!manifest) {
@@ -182,7 +184,7 @@ export class RegistryIndex implements NameIndex {
     const before = await this.readHistory(repository, ref.tag);
     const current = await this.currentDigest(repository, ref.tag);
     if (options.expect !== undefined && options.expect !== current) {
-      throw conflict(label, options.expect, current);
+      throw expectConflict(label, options.expect, current);
     }
 
     const target = options.to ? findValue(before, options.to) : rollbackTarget(before);
@@ -224,7 +226,7 @@ export class RegistryIndex implements NameIndex {
   async untag(ref: NameRef, expect?: ExpectedValue): Promise<TagRecord> {
     const record = await this.resolve(ref);
     if (expect !== undefined && expect !== record.digest) {
-      throw conflict(formatNameRef(ref), expect, record.digest);
+      throw expectConflict(formatNameRef(ref), expect, record.digest);
     }
     const repository = this.repositoryOf(ref.name);
     const before = await this.readHistory(repository, ref.tag);
@@ -261,7 +263,7 @@ export class RegistryIndex implements NameIndex {
     }));
     return listings
       .filter((listing) => listing.tags.length > 0)
-      .sort((a, b) => compareCodeUnits(a.name, b.name));
+      .sort((a, b) => compareStrings(a.name, b.name));
   }
 
   /**
@@ -277,7 +279,7 @@ export class RegistryIndex implements NameIndex {
     if (expect !== undefined) {
       const after = await this.readHistory(repository, ref.tag);
       if (after.rejected.has(entry.id)) {
-        throw conflict(formatNameRef(ref), expect, valueOf(after.rejected.get(entry.id)));
+        throw expectConflict(formatNameRef(ref), expect, valueOf(after.rejected.get(entry.id)));
       }
     }
     // NOTE: the registry has no conditional tag update, so another machine's PUT can land between
@@ -500,17 +502,4 @@ let lastTimeMs = 0;
 function nextTime(): Date {
   lastTimeMs = Math.max(Date.now(), lastTimeMs + 1);
   return new Date(lastTimeMs);
-}
-
-/** Compares by UTF-16 code units, the order the local index lists names in. */
-function compareCodeUnits(a: string, b: string): number {
-  if (a < b) return -1;
-  return a > b ? 1 : 0;
-}
-
-function conflict(label: string, expect: ExpectedValue, actual: string | null): ConflictError {
-  return new ConflictError(
-    `${label} is ${actual ?? "not set"}, not the expected ${expect ?? "not set"}; nothing changed`,
-    { hint: `check the current value with: modal-image resolve ${label}` },
-  );
 }

@@ -1,7 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { readFile } from "node:fs/promises";
 import path from "node:path";
-import { configText, createProject, repoRoot, type TestProject } from "../helpers/cli.js";
+import { execa } from "execa";
+import { binPath, configText, createProject, repoRoot, type TestProject } from "../helpers/cli.js";
 
 // Bad input must exit 2 before any daemon or registry is contacted. Pointing DOCKER_HOST and
 // the registry at nothing proves it: contacting either would fail with exit 1 instead.
@@ -124,6 +125,22 @@ describe("invalid input exits 2 before contacting anything", () => {
     expect(JSON.parse(result.stdout)).toMatchObject({
       error: { exitCode: 2, message: 'invalid name "Bad"' },
     });
+  });
+});
+
+describe("a deleted working directory", () => {
+  it.each([["resolve", "app"], ["build"], ["names"]])("exits 2 for %s", async (...args) => {
+    // A shell removes its own working directory and then starts the CLI from it.
+    const script = 'mkdir gone && cd gone && rmdir ../gone && exec "$0" "$@"';
+    const result = await execa("sh", ["-c", script, binPath, ...args], {
+      cwd: project.dir,
+      env: { MODAL_IMAGE_HOME: project.home, NO_COLOR: "1" },
+      reject: false,
+    });
+
+    expect(result.exitCode).toBe(2);
+    expect(result.stderr).toContain("error: the working directory no longer exists");
+    expect(result.stderr).not.toContain("uv_cwd");
   });
 });
 

@@ -129,7 +129,11 @@ describe("LocalIndex compare-and-swap", () => {
 
   it("publishes a new tag only when none is expected", async () => {
     await index.publish(app, value(1), null);
-    await expect(index.publish(app, value(2), null)).rejects.toBeInstanceOf(ConflictError);
+    const error: unknown = await index.publish(app, value(2), null).catch((caught) => caught);
+    expect(error).toBeInstanceOf(ConflictError);
+    expect((error as ConflictError).message).toBe(
+      `app:latest is already set to ${digest(1)}, and --expect none requires it to be unset; nothing changed`,
+    );
     expect((await index.resolve(app)).digest).toBe(digest(1));
   });
 
