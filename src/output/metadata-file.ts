@@ -22,7 +22,8 @@ function invalidPath(file: string, problem: string, hint: string): UsageError {
 /**
  * Checks, before anything is built, that the metadata file can be written: its directory exists
  * and is writable, and the path is a regular file or nothing yet. Returns the path to write,
- * absolute and with symbolic links resolved, so that the rename replaces the link's target.
+ * absolute and with symbolic links resolved, so that the rename replaces the link's target, or
+ * creates it when the link dangles.
  */
 export async function checkMetadataPath(file: string, cwd = process.cwd()): Promise<string> {
   if (file === "") {
@@ -33,9 +34,10 @@ export async function checkMetadataPath(file: string, cwd = process.cwd()): Prom
   const existing = await fs.stat(absolute).catch(() => undefined);
   const link = await fs.lstat(absolute).catch(() => undefined);
   if (existing === undefined && link?.isSymbolicLink()) {
-    const target = path.resolve(path.dirname(absolute), await fs.readlink(absolute));
-    const hint = "point the link at a path in an existing directory, or name another file";
-    throw invalidPath(file, `it is a symbolic link to ${target}, which cannot be resolved`, hint);
+    // A link to a file not written yet: the write creates the file at the end of the chain.
+    const target = await followLinks(file, absolute);
+    await checkDirectory(file, path.dirname(target));
+    return target;
   }
   if (existing?.isDirectory()) {
     const hint = `name a file inside it: ${path.join(file, "metadata.json")}`;
@@ -49,6 +51,21 @@ export async function checkMetadataPath(file: string, cwd = process.cwd()): Prom
   const target = existing ? await fs.realpath(absolute) : absolute;
   await checkDirectory(file, path.dirname(target));
   return target;
+}
+
+/** The most symbolic links followed in one path, the limit of Linux's path resolution. */
+const maxLinkHops = 40;
+
+/** Follows a chain of symbolic links to the first path that is not one. */
+async function followLinks(file: string, start: string): Promise<string> {
+  let current = start;
+  for (let hops = 0; hops <= maxLinkHops; hops++) {
+    const stats = await fs.lstat(current).catch(() => undefined);
+    if (!stats?.isSymbolicLink()) return current;
+    current = path.resolve(path.dirname(current), await fs.readlink(current));
+  }
+  const hint = "point the link at a file path, not at a chain of links that loops";
+  throw invalidPath(file, `it leads through more than ${maxLinkHops} symbolic links`, hint);
 }
 
 async function checkDirectory(file: string, dir: string): Promise<void> {

@@ -76,6 +76,19 @@ describe("metadata file", () => {
     expect(await checkMetadataPath("link.json", dir)).toBe(await fs.realpath(target));
   });
 
+  it("follows a dangling link into an existing directory", async () => {
+    await fs.symlink(path.join(dir, "new.json"), path.join(dir, "link.json"));
+
+    expect(await checkMetadataPath("link.json", dir)).toBe(path.join(dir, "new.json"));
+  });
+
+  it("rejects a symbolic link loop", async () => {
+    await fs.symlink(path.join(dir, "b.json"), path.join(dir, "a.json"));
+    await fs.symlink(path.join(dir, "a.json"), path.join(dir, "b.json"));
+
+    await expect(checkMetadataPath("a.json", dir)).rejects.toThrow(/more than 40 symbolic links/);
+  });
+
   const invalid: Array<[string, (dir: string) => string | Promise<string>, RegExp]> = [
     ["empty path", () => "", /the path is empty/],
     ["missing directory", () => "missing/meta.json", /directory .*missing does not exist/],
@@ -85,7 +98,7 @@ describe("metadata file", () => {
         await fs.symlink(path.join(dir, "missing", "x.json"), path.join(dir, "dangling.json"));
         return "dangling.json";
       },
-      /symbolic link to .*missing\/x\.json, which cannot be resolved/,
+      /directory .*missing does not exist/,
     ],
     [
       "a directory",
