@@ -22,7 +22,7 @@ import { lookUpIndexSettings } from "./config/settings.js";
 import { ExitCode } from "./errors.js";
 import { modalImageHome } from "./home.js";
 import { LocalIndex } from "./index-store/local.js";
-import { assertTagsOperand, parseNameRef } from "./names.js";
+import { assertTagsOperand, parseNameRef, parseRegistry } from "./names.js";
 import { installProcessHandlers } from "./process-handlers.js";
 import { writeTagTable } from "./output/table.js";
 
@@ -97,6 +97,7 @@ function writeJson(value: unknown): void {
 async function openLocalIndex(options: CommandOptions): Promise<LocalIndex | undefined> {
   try {
     const home = modalImageHome(process.env);
+    if (options.registry !== undefined) parseRegistry(options.registry, "--registry value");
     let kind = indexKindOption(options);
     if (needsConfigSettings(options, kind)) {
       const lookup = await lookUpIndexSettings({

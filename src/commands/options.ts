@@ -40,6 +40,8 @@ export async function openIndex(
 ): Promise<NameIndex> {
   const env = options.env ?? process.env;
   const home = modalImageHome(env);
+  // Checked even when the local index ignores it, as a typo there is a typo either way.
+  if (options.registry !== undefined) parseRegistry(options.registry, "--registry value");
   let kind = indexKindOption(options);
   let settings = config;
   if (!settings && needsConfigSettings(options, kind)) {

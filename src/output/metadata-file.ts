@@ -53,7 +53,7 @@ export async function checkMetadataPath(file: string, cwd = process.cwd()): Prom
   return target;
 }
 
-/** The most symbolic links followed in one path, the limit of Linux's path resolution. */
+/** Maximum number of symbolic links followed in one path, as in Linux path resolution. */
 const maxLinkHops = 40;
 
 /** Follows a chain of symbolic links to the first path that is not one. */

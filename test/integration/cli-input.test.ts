@@ -40,6 +40,11 @@ describe("invalid input exits 2 before contacting anything", () => {
     ["build --registry", ["build", "--registry", "http://x"], /invalid --registry value/],
     ["build unknown image", ["build", "nope"], /no image "nope"/],
     ["resolve bad name", ["resolve", "App"], /invalid name "App"/],
+    [
+      "resolve --registry on the local index",
+      ["resolve", "app", "--index", "local", "--registry", "bad!reg"],
+      /invalid --registry value "bad!reg"/,
+    ],
     ["resolve injection", ["resolve", "app;id"], /invalid name/],
     ["tags bad name", ["tags", "a//b"], /invalid name/],
     ["publish bad target", ["publish", "app", "a:-x"], /invalid tag "-x"/],
