@@ -3,7 +3,7 @@ import { Command, CommanderError } from "commander";
 import { ExitCode, throwIfAborted, UsageError } from "./errors.js";
 import { splitNameRef } from "./names.js";
 import { packagePath } from "./package-root.js";
-import { installProcessHandlers } from "./process-handlers.js";
+import { holdForCleanup, installProcessHandlers } from "./process-handlers.js";
 
 interface GlobalOptions {
   json?: boolean;
@@ -364,6 +364,7 @@ addCommonOptions(
     ) => {
       const { run } = await import("./commands/run.js");
       const renderer = await progress(options);
+      const release = holdForCleanup();
       try {
         const result = await run(nameRef, command, {
           ...commandOptions(options),
@@ -376,6 +377,7 @@ addCommonOptions(
         if (options.json) writeJson(result);
         return result.exitCode;
       } finally {
+        release();
         renderer.stop();
         // Input the container did not read would otherwise keep this process waiting for its end.
         if (options.interactive) process.stdin.destroy();

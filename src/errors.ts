@@ -68,9 +68,22 @@ export class InterruptedError extends ModalImageError {
   }
 }
 
-/** Throws an InterruptedError for `action` when `signal` has been aborted. */
+/**
+ * Returns the InterruptedError for `action`, naming the cause when the abort reason of `signal`
+ * is an Error, such as "received SIGINT".
+ */
+export function interruptedError(
+  signal: AbortSignal | undefined,
+  action: string,
+): InterruptedError {
+  const reason: unknown = signal?.reason;
+  const cause = reason instanceof Error ? ` (${reason.message})` : "";
+  return new InterruptedError(`${action} interrupted${cause}`);
+}
+
+/** Throws the InterruptedError for `action` when `signal` has been aborted. */
 export function throwIfAborted(signal: AbortSignal | undefined, action: string): void {
-  if (signal?.aborted) throw new InterruptedError(`${action} interrupted`);
+  if (signal?.aborted) throw interruptedError(signal, action);
 }
 
 export function isModalImageError(error: unknown): error is ModalImageError {

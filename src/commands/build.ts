@@ -3,7 +3,7 @@ import { prepareImage, type PreparedImage } from "../build/prepare.js";
 import type { BuildImageOptions, RegistryAuth } from "../docker/client.js";
 import { checkDockerHost } from "../docker/host.js";
 import { dockerfilePath } from "../dockerfile/generate.js";
-import { InterruptedError, UsageError } from "../errors.js";
+import { throwIfAborted, UsageError } from "../errors.js";
 import { loadConfig, type LoadedConfig } from "../config/load.js";
 import type { Image } from "../image/image.js";
 import { parseExpected } from "../index-store/local.js";
@@ -231,7 +231,7 @@ async function buildOrReuse(
   run: RunContext,
 ): Promise<BuiltImage> {
   const { options, registry } = run;
-  if (options.signal?.aborted) throw new InterruptedError(`build of ${image.key} interrupted`);
+  throwIfAborted(options.signal, `build of ${image.key}`);
   const cached =
     options.force || options.noCache
       ? undefined

@@ -6,6 +6,7 @@ import {
   ModalImageError,
   NotFoundError,
   OperationError,
+  interruptedError,
   throwIfAborted,
   UsageError,
 } from "../errors.js";
@@ -88,7 +89,7 @@ export function toDockerError(
   action: string,
   signal?: AbortSignal,
 ): ModalImageError {
-  if (signal?.aborted) return new InterruptedError(`${action} interrupted`);
+  if (signal?.aborted) return interruptedError(signal, action);
   if (error instanceof ModalImageError) return error;
   const connectionError = toDaemonConnectionError(error);
   if (connectionError) return connectionError;
@@ -341,7 +342,7 @@ function toRegistryOperationError(
   auth: RegistryAuth | undefined,
   signal: AbortSignal | undefined,
 ): ModalImageError {
-  if (signal?.aborted) return new InterruptedError(`${subject} interrupted`);
+  if (signal?.aborted) return interruptedError(signal, subject);
   if (error instanceof ModalImageError) return error;
   const connectionError = toDaemonConnectionError(error);
   if (connectionError) return connectionError;
