@@ -1,6 +1,7 @@
 import fs, { statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve, sep } from "node:path";
+import { fileURLToPath } from "node:url";
 
 /**
  * The inputs a config read while it was evaluated, beyond its own file: the environment
@@ -65,8 +66,15 @@ export async function recordConfigInputs<T>(
   for (const [name, original] of originals) {
     // A plain function, so that a caller's `this` reaches the original.
     const recording = function (this: unknown, ...args: unknown[]) {
-      if (typeof args[0] === "string") noteFile(inputs, args[0]);
-      return (original as (...values: unknown[]) => unknown).apply(this, args);
+      const file = pathArgument(args[0]);
+      if (file !== undefined) noteFile(inputs, file);
+      const result = (original as (...values: unknown[]) => unknown).apply(this, args);
+      if (file !== undefined && name === "readdirSync" && isRecursive(args[1])) {
+        // A directory's stamp changes only when its own entries do, so a recursive listing
+        // records every path below it as well.
+        for (const entry of result as unknown[]) noteFile(inputs, entryPath(file, entry));
+      }
+      return result;
     };
     Object.assign(fs, { [name]: recording });
   }
@@ -80,6 +88,29 @@ export async function recordConfigInputs<T>(
     for (const [name, original] of originals) Object.assign(fs, { [name]: original });
     syncBuiltinESMExports();
   }
+}
+
+/** Returns a path given as a string, a Buffer or a file: URL, the forms fs calls accept. */
+function pathArgument(value: unknown): string | undefined {
+  if (typeof value === "string") return value;
+  if (Buffer.isBuffer(value)) return value.toString("utf8");
+  if (value instanceof URL && value.protocol === "file:") return fileURLToPath(value);
+  return undefined;
+}
+
+function isRecursive(options: unknown): boolean {
+  return typeof options === "object" && options !== null && "recursive" in options
+    ? Boolean(options.recursive)
+    : false;
+}
+
+/** Returns the path of an entry of a recursive readdirSync of `directory`. */
+function entryPath(directory: string, entry: unknown): string {
+  if (typeof entry === "string") return join(directory, entry);
+  if (Buffer.isBuffer(entry)) return join(directory, entry.toString("utf8"));
+  // A Dirent has only its base name, and the directory it was found in.
+  const dirent = entry as { name: string | Buffer; parentPath?: string; path?: string };
+  return join(dirent.parentPath ?? dirent.path ?? directory, String(dirent.name));
 }
 
 function noteFile(inputs: ConfigInputs, file: string): void {

@@ -149,4 +149,40 @@ export default { registry, images: { a: Image.fromScratch() } };
 
     expect((await read()).registry).toBe("127.0.0.1:5001");
   });
+
+  it("reads the config again when a URL-named file appears", async () => {
+    await fs.writeFile(
+      path.join(dir, "image.config.ts"),
+      `import { existsSync } from "node:fs";
+import { Image } from "modal-image";
+const flag = new URL("./use-5001", ${JSON.stringify(`file://${dir}/`)});
+const registry = existsSync(flag) ? "127.0.0.1:5001" : "127.0.0.1:5000";
+export default { registry, images: { a: Image.fromScratch() } };
+`,
+    );
+    const read = () => readIndexSettings({ cwd: dir, configPath: undefined, home });
+    expect((await read()).registry).toBe("127.0.0.1:5000");
+
+    await fs.writeFile(path.join(dir, "use-5001"), "");
+
+    expect((await read()).registry).toBe("127.0.0.1:5001");
+  });
+
+  it("reads the config again when a listed subdirectory changes", async () => {
+    await fs.mkdir(path.join(dir, "data", "sub"), { recursive: true });
+    await fs.writeFile(
+      path.join(dir, "image.config.ts"),
+      `import { readdirSync } from "node:fs";
+import { Image } from "modal-image";
+const count = readdirSync(${JSON.stringify(path.join(dir, "data"))}, { recursive: true }).length;
+export default { registry: \`127.0.0.1:5000/n\${count}\`, images: { a: Image.fromScratch() } };
+`,
+    );
+    const read = () => readIndexSettings({ cwd: dir, configPath: undefined, home });
+    expect((await read()).registry).toBe("127.0.0.1:5000/n1");
+
+    await fs.writeFile(path.join(dir, "data", "sub", "new"), "");
+
+    expect((await read()).registry).toBe("127.0.0.1:5000/n2");
+  });
 });
