@@ -16,13 +16,17 @@
  *
  * NOTE: with --debug, stack traces name the bundle's files instead of `src/*.ts`.
  */
-import { indexKindOption, needsConfigSettings } from "./commands/index-choice.js";
+import {
+  checkRegistryOption,
+  indexKindOption,
+  needsConfigSettings,
+} from "./commands/index-choice.js";
 import type { CommandOptions } from "./commands/options.js";
 import { lookUpIndexSettings } from "./config/settings.js";
 import { ExitCode } from "./errors.js";
 import { modalImageHome } from "./home.js";
 import { LocalIndex } from "./index-store/local.js";
-import { assertTagsOperand, parseNameRef, parseRegistry } from "./names.js";
+import { assertTagsOperand, parseNameRef } from "./names.js";
 import { installProcessHandlers } from "./process-handlers.js";
 import { writeTagTable } from "./output/table.js";
 
@@ -97,7 +101,7 @@ function writeJson(value: unknown): void {
 async function openLocalIndex(options: CommandOptions): Promise<LocalIndex | undefined> {
   try {
     const home = modalImageHome(process.env);
-    if (options.registry !== undefined) parseRegistry(options.registry, "--registry value");
+    checkRegistryOption(options);
     let kind = indexKindOption(options);
     if (needsConfigSettings(options, kind)) {
       const lookup = await lookUpIndexSettings({

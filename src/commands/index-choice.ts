@@ -1,4 +1,5 @@
 import { UsageError } from "../errors.js";
+import { parseRegistry } from "../names.js";
 import type { CommandOptions } from "./options.js";
 
 /** The config's settings, when the caller has already loaded the config. */
@@ -25,6 +26,12 @@ export function chooseRegistryText(
   if (env.MODAL_IMAGE_REGISTRY)
     return { value: env.MODAL_IMAGE_REGISTRY, source: "MODAL_IMAGE_REGISTRY" };
   return config.registry === undefined ? undefined : { value: config.registry, source: "registry" };
+}
+
+/** Checks the value of --registry, or else of MODAL_IMAGE_REGISTRY, when either is set. */
+export function checkRegistryOption(options: CommandOptions): void {
+  const chosen = chooseRegistryText(options, {});
+  if (chosen) parseRegistry(chosen.value, chosen.source);
 }
 
 /** Returns the index kind that --index or MODAL_IMAGE_INDEX sets, if either does. */

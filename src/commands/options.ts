@@ -5,6 +5,7 @@ import type { NameIndex } from "../index-store/types.js";
 import { parseRegistry } from "../names.js";
 import type { ProgressEvent } from "../output/progress.js";
 import {
+  checkRegistryOption,
   chooseRegistryText,
   indexKindOption,
   needsConfigSettings,
@@ -41,7 +42,7 @@ export async function openIndex(
   const env = options.env ?? process.env;
   const home = modalImageHome(env);
   // Checked even when the local index ignores it, as a typo there is a typo either way.
-  if (options.registry !== undefined) parseRegistry(options.registry, "--registry value");
+  checkRegistryOption(options);
   let kind = indexKindOption(options);
   let settings = config;
   if (!settings && needsConfigSettings(options, kind)) {

@@ -56,6 +56,18 @@ describe("invalid input exits 2 before contacting anything", () => {
     await expectUsageError(args, good, pattern);
   });
 
+  it.each([["resolve", "app"], ["names"]])(
+    "rejects a bad MODAL_IMAGE_REGISTRY for %s on the local index",
+    async (...args) => {
+      await project.write("image.config.ts", good);
+      const result = await project.cli([...args, "--index", "local"], {
+        env: { ...unreachable, MODAL_IMAGE_REGISTRY: "not a registry" },
+      });
+      expect(result.exitCode).toBe(2);
+      expect(result.stderr).toContain("invalid MODAL_IMAGE_REGISTRY");
+    },
+  );
+
   it("rejects a bad MODAL_IMAGE_REGISTRY", async () => {
     await project.write("image.config.ts", good);
     const result = await project.cli(["build"], {
