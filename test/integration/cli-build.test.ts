@@ -347,6 +347,25 @@ describe.skipIf(skipIntegration)("run interrupted", () => {
     expect(result.exitCode).toBe(130);
     expect(await docker(["ps", "-a", "-q", "--filter", `ancestor=${reference}`])).toBe("");
   });
+
+  it("removes the container when stdout closes", async () => {
+    const reference = (await project.cli(["resolve", name])).stdout.trim();
+    const child = execa(binPath, ["run", "-q", name, "--", "yes"], {
+      cwd: project.dir,
+      env: { MODAL_IMAGE_HOME: project.home, NO_COLOR: "1" },
+      reject: false,
+      stdin: "ignore",
+    });
+    // Closing the read end after the first output is what `| head -1` does.
+    await new Promise<void>((resolve) => child.stdout.once("data", () => resolve()));
+    child.stdout.destroy();
+
+    const result = await child;
+
+    expect(result.exitCode).toBe(130);
+    expect(result.stderr).toContain("the reader of stdout closed it");
+    expect(await docker(["ps", "-a", "-q", "--filter", `ancestor=${reference}`])).toBe("");
+  });
 });
 
 describe.skipIf(skipIntegration)("build --expect and the registry index", () => {
