@@ -5,7 +5,7 @@
  * secrets come from a session that this process serves for the length of the build.
  */
 import type Docker from "dockerode";
-import { interruptedError, ModalImageError, OperationError } from "../errors.js";
+import { ModalImageError, OperationError, throwIfAborted } from "../errors.js";
 import { connectDocker, destroyStream, toDockerError, type BuildImageOptions } from "./client.js";
 import { BuildKitProgress } from "./buildkit-progress.js";
 import { isRecord, parseJsonLines } from "./progress.js";
@@ -130,7 +130,7 @@ export async function buildImageWithSecrets(
   const progress = new BuildKitProgress(options.onEvent, redact);
   let session: Awaited<ReturnType<typeof openBuildSession>> | undefined;
   try {
-    if (signal?.aborted) throw interruptedError(signal, "build");
+    throwIfAborted(signal, "build");
     await checkDaemon(docker);
     session = await openBuildSession(docker, options.secrets, {
       name: options.sessionName ?? "modal-image",
@@ -149,7 +149,7 @@ export async function buildImageWithSecrets(
   } catch (error) {
     // Nothing reads the context any more, so a producer waiting on it must not hang.
     destroyStream(context);
-    if (signal?.aborted) throw interruptedError(signal, "build");
+    throwIfAborted(signal, "build");
     if (error instanceof ModalImageError) throw error;
     const refusal = refusalOf(error);
     if (refusal) throw refusal;
