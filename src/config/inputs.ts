@@ -1,4 +1,4 @@
-import fs, { statSync } from "node:fs";
+import fs, { statSync, type Stats } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve, sep } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -130,10 +130,10 @@ function noteFile(inputs: ConfigInputs, file: string): void {
  * Returns a file's size, modification and change times and inode, or undefined when it cannot
  * be stated. The change time moves on every write, also when the modification time is set back.
  */
-export function fileStamp(file: string): string | undefined {
+function fileStamp(file: string): string | undefined {
   try {
     const stats = statSync(file, { throwIfNoEntry: false });
-    return stats ? `${stats.size}:${stats.mtimeMs}:${stats.ctimeMs}:${stats.ino}` : undefined;
+    return stats ? stampOf(stats) : undefined;
   } catch {
     // Module resolution probes paths such as `index.ts/image.js`, which fail with ENOTDIR.
     return undefined;
@@ -150,4 +150,9 @@ export function inputsUnchanged(inputs: ConfigInputs, env: NodeJS.ProcessEnv): b
     if ((fileStamp(file) ?? "missing") !== stamp) return false;
   }
   return true;
+}
+
+/** Returns the stamp of a file's stats: size, modification and change times, and inode. */
+export function stampOf(stats: Stats): string {
+  return `${stats.size}:${stats.mtimeMs}:${stats.ctimeMs}:${stats.ino}`;
 }

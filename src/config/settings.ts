@@ -1,7 +1,7 @@
 import fs from "node:fs/promises";
 import path from "node:path";
 import { packageJsonKey, parseJsonText, searchPlaces } from "./files.js";
-import { fileStamp, inputsUnchanged, type ConfigInputs } from "./inputs.js";
+import { inputsUnchanged, stampOf, type ConfigInputs } from "./inputs.js";
 import { writeFileAtomically } from "../util/atomic-write.js";
 
 /** The config's settings that commands other than build need: where names live. */
@@ -11,7 +11,7 @@ export interface IndexSettings {
 }
 
 interface CachedSettings extends IndexSettings {
-  /** The config file's path and stamp (see fileStamp) when the settings were read. */
+  /** The config file's path and stamp (see stampOf) when the settings were read. */
   key: string;
   /** The environment variables and files the config read, which must still match. */
   inputs?: ConfigInputs;
@@ -62,7 +62,7 @@ export interface SettingsLookup {
 
 /**
  * Looks up the config's `index` and `registry` settings in `$MODAL_IMAGE_HOME/cache`, where
- * they are keyed by the config file's path and stamp (see fileStamp), and by the
+ * they are keyed by the config file's path and stamp (see stampOf), and by the
  * environment variables and files the config read while it was evaluated. Without a config
  * file the settings are empty.
  *
@@ -81,7 +81,7 @@ export async function lookUpIndexSettings(options: {
   const stats = await statFile(file);
   if (!stats) return { settings: undefined, file };
 
-  const key = `${file}\0${fileStamp(file) ?? "missing"}`;
+  const key = `${file}\0${stampOf(stats)}`;
   const cached = await readCache(cacheFileIn(options.home));
   const hit = cached?.find(
     (entry) =>
