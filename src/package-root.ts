@@ -1,6 +1,6 @@
 import { fileURLToPath } from "node:url";
 
-// Code runs from src/ in tests and from dist/bundle/ once built; esbuild puts every bundled
+// Code runs from src/ in tests and from dist/bundle/ once built. esbuild puts every bundled
 // module, entry or chunk, directly in dist/bundle/, so one level or two lead to the root.
 const here = new URL(".", import.meta.url);
 

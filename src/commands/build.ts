@@ -30,7 +30,7 @@ export interface BuildOptions extends CommandOptions {
   expect?: string;
   /**
    * Build without the daemon's layer cache. It implies `force`, since reusing an image of the
-   * same definition would skip the build this asks for.
+   * same definition would skip the build this option requests.
    */
   noCache?: boolean;
   /** Build even when an image of the same definition hash exists locally or in the registry. */

@@ -71,10 +71,10 @@ const loadableExtensions = [".ts", ".mts", ".js", ".mjs", ".cjs", ".json"];
 
 /**
  * Loads a config file that findConfigFile found or -c named, with the loader for its extension.
- * An empty file loads as undefined. The file is not loaded through a cosmiconfig explorer,
- * because creating one reads package.json and .config/config.* in the working directory for
- * cosmiconfig's own settings: a byte order mark in package.json failed every command, and a
- * `searchPlaces` there made `build` find another file than `resolve`.
+ * An empty file loads as undefined. No cosmiconfig explorer is used, because creating one reads
+ * package.json and .config/config.* in the working directory for cosmiconfig's own settings.
+ * So a byte order mark in package.json failed every command, and a `searchPlaces` setting in
+ * .config/config.json made `build` find another file than `resolve`.
  */
 async function loadConfigFile(file: string): Promise<unknown> {
   const content = await fs.readFile(file, "utf8");

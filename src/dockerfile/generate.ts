@@ -208,7 +208,7 @@ export const secretFingerprintTarget = "/dev/.modal-image-secrets";
  * its file into that variable. `printf x` and `%x` keep the value's trailing newlines.
  *
  * BuildKit leaves secret values out of a step's cache key, so a step whose secret changed
- * would be taken from the cache. The step therefore also mounts a context file that holds its
+ * would be taken from the cache. The step therefore also mounts a context file that contains its
  * secrets' fingerprints (see src/build/secrets.ts): its content is part of the cache key, and
  * the Dockerfile text stays the same whatever the values are.
  */

@@ -36,14 +36,14 @@ export interface RunCommandsOptions {
 
 export const Secret = {
   /**
-   * A secret whose value is the environment variable `variable` of the machine that builds.
+   * Returns a secret whose value is the environment variable `variable` of the machine that builds.
    * The command reads it from `$variable` and from the file `/run/secrets/<variable>`.
    */
   fromEnv(variable: string, options: SecretOptions & { id?: string } = {}): SecretSpec {
     return Object.freeze({ ...options, fromEnv: variable });
   },
   /**
-   * A secret whose value is a local file's content. The command reads it from the file
+   * Returns a secret whose value is a local file's content. The command reads it from the file
    * `/run/secrets/<id>`, or at `options.target`, and from `$<options.env>` when that is set.
    */
   fromFile(id: string, path: string, options: SecretOptions = {}): SecretSpec {

@@ -19,7 +19,7 @@ function sha256(text: string): string {
   return createHash("sha256").update(text).digest("hex");
 }
 
-/** A fresh value that nothing else in the daemon or the test output can contain by chance. */
+/** Returns a fresh value that nothing else in the daemon or the test output can contain by chance. */
 function freshSecret(label: string): string {
   return `${label}-${randomBytes(12).toString("hex")}`;
 }
@@ -37,7 +37,7 @@ function secretsConfig(name: string): string {
     `        'sha256sum /run/secrets/TOKEN | cut -c1-64 > /token.sha; printf %s "$TOKEN" | sha256sum | cut -c1-64 > /token-env.sha; sha256sum /root/.netrc | cut -c1-64 > /file.sha; printf %s "$FILE_SECRET" | sha256sum | cut -c1-64 > /file-env.sha; echo stored',`,
     '        { secrets: [Secret.fromEnv("TOKEN"), Secret.fromFile("netrc", "secrets/netrc", { target: "/root/.netrc", env: "FILE_SECRET" })] },',
     "      )",
-    // A later step sees neither the file nor the variable.
+    // A later step can read neither the file nor the variable.
     `      .runCommands('{ if test -e /run/secrets/TOKEN || test -e /root/.netrc; then echo present; else echo absent; fi; echo "env=\${TOKEN:-unset}"; } > /later.txt'),`,
     "  },",
     "});",
@@ -209,7 +209,7 @@ interface FakeDaemon {
   close(): Promise<void>;
 }
 
-/** Serves the Engine API endpoints a secret build calls, answering as `behaviour` says. */
+/** Serves the Engine API endpoints a secret build calls, responding as `behaviour` specifies. */
 async function fakeDaemon(behaviour: {
   apiVersion: string;
   session: "upgrade" | "404";

@@ -8,7 +8,7 @@ import { binPath, configText, createProject, skipIntegration, uniqueName } from 
 import { docker, removeImages } from "../helpers/docker.js";
 
 /**
- * Files of one case, relative to the project directory, which holds the config. Paths that
+ * Files of one case, relative to the project directory, which contains the config. Paths that
  * start with `../` land next to the project, outside the config directory.
  */
 interface Tree {
